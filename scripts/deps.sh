@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages edgeserve needs to build, test and benchmark.
+# Idempotent: when every package is present it only runs dpkg-query and exits.
+# Usage: scripts/deps.sh            build + test dependencies
+#        scripts/deps.sh bench      also the benchmark tools
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config
+  libcmocka-dev          # unit tests
+  fasttext               # compatibility oracle in tests and benchmarks
+  zlib1g-dev liblz4-dev libsqlite3-dev libcjson-dev libmicrohttpd-dev
+  libhiredis-dev libinih-dev
+)
+if [ "${1:-}" = bench ]; then
+  pkgs+=(hyperfine time)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$st" = "install ok installed" ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps.sh: installing ${missing[*]}" >&2
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,80 @@
+/* cli.c - helpers shared by the edgeserve commands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+es_model_t *cli_open_model(const char *path) {
+  es_model_t *m;
+  es_error_t err = {0};
+  int rc = es_model_open(&m, path, NULL, &err);
+  if (rc) {
+    fprintf(stderr, "edgeserve: %s\n", err.msg[0] ? err.msg : es_strerror(rc));
+    return NULL;
+  }
+  return m;
+}
+
+int cli_parse_int(const char *s, const char *what, int32_t *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < INT32_MIN || v > INT32_MAX) {
+    fprintf(stderr, "edgeserve: %s must be an integer, got \"%s\"\n", what, s);
+    return -1;
+  }
+  *out = (int32_t)v;
+  return 0;
+}
+
+int cli_parse_float(const char *s, const char *what, float *out) {
+  char *end;
+  errno = 0;
+  float v = strtof(s, &end);
+  if (errno || end == s || *end) {
+    fprintf(stderr, "edgeserve: %s must be a number, got \"%s\"\n", what, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+int cli_open_input(const char *path) {
+  if (strcmp(path, "-") == 0) return 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fprintf(stderr, "edgeserve: cannot open input %s: %s\n", path, strerror(errno));
+  return fd;
+}
+
+int cli_for_each_line(int fd, const es_model_t *m, es_scratch_t *s, cli_line_fn fn, void *ctx) {
+  static char buf[1 << 16];
+  int started = 0;
+  es_line_begin(s);
+  for (;;) {
+    ssize_t got = read(fd, buf, sizeof buf);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      fprintf(stderr, "edgeserve: read error: %s\n", strerror(errno));
+      return -1;
+    }
+    if (got == 0) break;
+    size_t pos = 0;
+    while (pos < (size_t)got) {
+      int done;
+      started = 1;
+      pos += es_line_feed(m, s, buf + pos, (size_t)got - pos, &done);
+      if (done) {
+        fn(ctx, m, s);
+        es_line_begin(s);
+        started = 0;
+      }
+    }
+  }
+  if (started) fn(ctx, m, s);
+  return 0;
+}
+
+void cli_print_float(FILE *f, double v) { fprintf(f, "%g", v); }

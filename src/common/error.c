@@ -1,0 +1,17 @@
+/* error.c - texts of the ES_E* codes. */
+#include "edgeserve/error.h"
+
+const char *es_strerror(int code) {
+  switch (code) {
+  case ES_OK: return "success";
+  case ES_ENOMEM: return "out of memory";
+  case ES_EIO: return "input/output error";
+  case ES_EFORMAT: return "invalid or corrupt file";
+  case ES_EVERSION: return "unsupported format version";
+  case ES_EINVAL: return "invalid argument";
+  case ES_ERANGE: return "value out of range";
+  case ES_EUNSUPPORTED: return "not supported";
+  case ES_EMULTILINE: return "text contains a newline before its end";
+  default: return "unknown error";
+  }
+}

@@ -1,0 +1,45 @@
+/*
+ * kernels.h - the arithmetic of prediction, in scalar, AVX2 and NEON forms.
+ *
+ * Every kernel performs fastText's float operations in fastText's order, so
+ * all forms give bit-identical results: element-wise sums may be vectorized
+ * freely (each lane is its own sequence), but a dot product is a single
+ * sequential sum, so the vector forms compute several *rows* at once, one
+ * row per lane, never one row split across lanes. No fused multiply-add: the
+ * project builds with -ffp-contract=off and the kernels use mul then add.
+ *
+ * Matrix rows live in the mapped file at any alignment, so kernels take byte
+ * pointers and load with unaligned loads.
+ */
+#ifndef ES_ENGINE_KERNELS_H
+#define ES_ENGINE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "edgeserve/model.h"
+
+typedef struct es__kernels {
+  es_simd_t level;
+  /* h[0..n) += row i of the dense matrix at base (row stride n floats), for
+   * each i in rows[0..count), in order. */
+  void (*add_rows)(float *h, const uint8_t *base, const int32_t *rows, int count, int n);
+  /* h[0..n) += a * x[0..n) (x at any alignment): mul, then add. */
+  void (*axpy)(float *h, float a, const uint8_t *x, int n);
+  /* out[r] = sum_j row_r[j] * x[j], summed sequentially in j, for the
+   * nrows rows starting at base (row stride n floats). */
+  void (*dot_rows)(const uint8_t *base, int64_t nrows, int n, const float *x, float *out);
+} es__kernels;
+
+const es__kernels *es__kernels_scalar(void);
+const es__kernels *es__kernels_avx2(void);  /* NULL when not built in */
+const es__kernels *es__kernels_neon(void);  /* NULL when not built in */
+
+/* Kernels for `want`, or the best available for ES_SIMD_AUTO. NULL when the
+ * requested level is not built in or not supported by this CPU. */
+const es__kernels *es__kernels_get(es_simd_t want);
+
+/* Scalar sequential dot product of one row (fastText's dotRow). */
+float es__dot_row(const uint8_t *row, const float *x, int n);
+
+#endif

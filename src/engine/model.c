@@ -1,0 +1,547 @@
+/*
+ * model.c - opening fastText 0.9.2 .bin/.ftz files by memory mapping.
+ *
+ * The loader walks the file once with a bounds-checked reader (reader.h),
+ * validates every count and size before using it, and records where each
+ * matrix block lies in the mapping. It copies nothing but what fastText
+ * itself rebuilds on load: the word lookup table, the pruned-index map and,
+ * for hs models, the Huffman tree. The invariants it establishes are listed
+ * in model_impl.h.
+ */
+#define _GNU_SOURCE
+#include "model_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hash.h"
+#include "reader.h"
+
+#define FT_MAGIC 793712314
+#define FT_VERSION 12
+#define MAX_DIM (1 << 20)
+#define MAX_MAXN 1024
+
+es_model_params_t es_model_default_params(void) {
+  es_model_params_t p = {ES_SIMD_AUTO, 0};
+  return p;
+}
+
+static uint32_t pow2_at_least(uint64_t n) {
+  uint32_t p = 16;
+  while (p < n && p < (1u << 31)) p <<= 1;
+  return p;
+}
+
+int32_t es__dict_find(const es__dict *d, const char *s, size_t len, uint32_t h) {
+  uint32_t i = h & d->mask;
+  for (;;) {
+    uint32_t v = d->table[i];
+    if (!v) return -1;
+    const es__entry *e = &d->entries[v - 1];
+    if (e->hash == h && e->len == len && memcmp(e->str, s, len) == 0) return (int32_t)(v - 1);
+    i = (i + 1) & d->mask;
+  }
+}
+
+int32_t es__dict_prune(const es__dict *d, int32_t bucket) {
+  uint32_t i = ((uint32_t)bucket * 2654435761u) & d->prune_mask;
+  for (;;) {
+    int32_t k = d->prune_keys[i];
+    if (k == bucket) return d->prune_vals[i];
+    if (k == -1) return -1;
+    i = (i + 1) & d->prune_mask;
+  }
+}
+
+float es__matrix_norm(const es__matrix *mx, int64_t i) {
+  if (!mx->qnorm) return 1.0f;
+  return es__ld_f32(es__pq_centroid(&mx->npq, 0, mx->norm_codes[i]));
+}
+
+static void dict_free(es__dict *d) {
+  free(d->entries);
+  free(d->table);
+  free(d->prune_keys);
+  free(d->prune_vals);
+  memset(d, 0, sizeof *d);
+}
+
+static int load_args(es__reader *r, es_model_t *m) {
+  es_model_args_t *a = &m->args;
+  int32_t *fields[] = {&a->dim,  &a->ws,     &a->epoch, &a->min_count, &a->neg,  &a->word_ngrams,
+                       &a->loss, &a->model,  &a->bucket, &a->minn,     &a->maxn, &a->lr_update_rate};
+  static const char *names[] = {"args.dim",  "args.ws",     "args.epoch", "args.minCount",
+                                "args.neg",  "args.wordNgrams", "args.loss", "args.model",
+                                "args.bucket", "args.minn", "args.maxn", "args.lrUpdateRate"};
+  for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) es__read_i32(r, fields[i], names[i]);
+  if (es__read_f64(r, &a->t, "args.t")) return r->failed;
+  if (m->version == 11 && a->model == ES_MODEL_SUPERVISED) a->maxn = 0;
+  size_t at = 8;
+  if (a->dim <= 0 || a->dim > MAX_DIM)
+    return es__reader_fail(r, ES_EFORMAT, at, "dim %d at byte %zu is out of range (1..%d)", a->dim,
+                           at, MAX_DIM);
+  if (a->loss < ES_LOSS_HS || a->loss > ES_LOSS_OVA)
+    return es__reader_fail(r, ES_EFORMAT, at + 24, "unknown loss code %d at byte %zu", a->loss,
+                           at + 24);
+  if (a->model < ES_MODEL_CBOW || a->model > ES_MODEL_SUPERVISED)
+    return es__reader_fail(r, ES_EFORMAT, at + 28, "unknown model code %d at byte %zu", a->model,
+                           at + 28);
+  if (a->model != ES_MODEL_SUPERVISED)
+    return es__reader_fail(r, ES_EUNSUPPORTED, at + 28,
+                           "this is a %s word-vector model; edgeserve serves supervised "
+                           "classifiers only",
+                           a->model == ES_MODEL_CBOW ? "cbow" : "skipgram");
+  if (a->bucket < 0)
+    return es__reader_fail(r, ES_EFORMAT, at + 32, "bucket %d at byte %zu is negative", a->bucket,
+                           at + 32);
+  if (a->maxn > MAX_MAXN || a->minn > MAX_MAXN)
+    return es__reader_fail(r, ES_EFORMAT, at + 36,
+                           "char n-gram lengths minn %d / maxn %d at byte %zu exceed %d", a->minn,
+                           a->maxn, at + 36, MAX_MAXN);
+  if (a->word_ngrams > 1 << 16)
+    return es__reader_fail(r, ES_EFORMAT, at + 20, "wordNgrams %d at byte %zu is implausible",
+                           a->word_ngrams, at + 20);
+  return 0;
+}
+
+static int load_dict(es__reader *r, es_model_t *m) {
+  es__dict *d = &m->dict;
+  size_t at = r->pos;
+  es__read_i32(r, &d->size, "dictionary size");
+  es__read_i32(r, &d->nwords, "dictionary nwords");
+  es__read_i32(r, &d->nlabels, "dictionary nlabels");
+  es__read_i64(r, &d->ntokens, "dictionary ntokens");
+  if (es__read_i64(r, &d->pruneidx_size, "dictionary pruneidx_size")) return r->failed;
+  if (d->size < 0 || d->nwords < 0 || d->nlabels < 0 ||
+      (int64_t)d->nwords + d->nlabels != d->size)
+    return es__reader_fail(r, ES_EFORMAT, at,
+                           "dictionary counts at byte %zu are inconsistent: size %d, nwords %d, "
+                           "nlabels %d",
+                           at, d->size, d->nwords, d->nlabels);
+  /* Each entry takes at least 10 bytes: a size larger than the rest of the
+   * file can hold is corrupt, and checking first bounds the allocation. */
+  if ((uint64_t)d->size * 10 > r->len - r->pos)
+    return es__reader_fail(r, ES_EFORMAT, at,
+                           "dictionary size %d at byte %zu cannot fit in the %zu bytes left", d->size,
+                           at, r->len - r->pos);
+  if (d->nlabels == 0)
+    return es__reader_fail(r, ES_EFORMAT, at + 8, "the model has no labels (nlabels 0 at byte %zu)",
+                           at + 8);
+  if (d->pruneidx_size < -1)
+    return es__reader_fail(r, ES_EFORMAT, at + 20, "pruneidx_size %lld at byte %zu is negative",
+                           (long long)d->pruneidx_size, at + 20);
+
+  d->entries = calloc((size_t)d->size ? (size_t)d->size : 1, sizeof *d->entries);
+  d->mask = pow2_at_least((uint64_t)d->size * 2) - 1;
+  d->table = calloc((size_t)d->mask + 1, sizeof *d->table);
+  if (!d->entries || !d->table) return es__reader_fail(r, ES_ENOMEM, at, "out of memory");
+  m->private_bytes += (uint64_t)d->size * sizeof *d->entries + ((uint64_t)d->mask + 1) * 4;
+  d->eos = -1;
+  for (int32_t i = 0; i < d->size; i++) {
+    es__entry *e = &d->entries[i];
+    const char *s;
+    size_t len, epos = r->pos;
+    int64_t count;
+    int8_t type;
+    if (es__read_cstr(r, &s, &len, "dictionary entry")) return r->failed;
+    es__read_i64(r, &count, "entry count");
+    if (es__read_i8(r, &type, "entry type")) return r->failed;
+    int want = i < d->nwords ? 0 : 1;
+    if (type != want)
+      return es__reader_fail(r, ES_EFORMAT, r->pos - 1,
+                             "dictionary entry %d at byte %zu has type %d, expected %s", i, epos,
+                             type, want ? "label (1)" : "word (0)");
+    if (len > UINT32_MAX / 2)
+      return es__reader_fail(r, ES_EFORMAT, epos, "dictionary entry %d is too long", i);
+    e->str = s;
+    e->len = (uint32_t)len;
+    e->hash = es__hash(s, len);
+    if (len > d->max_len) d->max_len = len;
+    /* Insert; a repeated word maps to its last entry, as in fastText. */
+    uint32_t j = e->hash & d->mask;
+    while (d->table[j]) {
+      const es__entry *o = &d->entries[d->table[j] - 1];
+      if (o->hash == e->hash && o->len == e->len && memcmp(o->str, s, len) == 0) break;
+      j = (j + 1) & d->mask;
+    }
+    d->table[j] = (uint32_t)i + 1;
+  }
+  d->eos = es__dict_find(d, "</s>", 4, es__hash("</s>", 4));
+
+  if (d->pruneidx_size > 0) {
+    size_t ppos = r->pos;
+    if ((uint64_t)d->pruneidx_size > (r->len - r->pos) / 8)
+      return es__reader_fail(r, ES_EFORMAT, at + 20,
+                             "pruneidx_size %lld at byte %zu cannot fit in the %zu bytes left",
+                             (long long)d->pruneidx_size, at + 20, r->len - r->pos);
+    d->prune_mask = pow2_at_least((uint64_t)d->pruneidx_size * 2) - 1;
+    d->prune_keys = malloc(((size_t)d->prune_mask + 1) * sizeof(int32_t));
+    d->prune_vals = malloc(((size_t)d->prune_mask + 1) * sizeof(int32_t));
+    if (!d->prune_keys || !d->prune_vals) return es__reader_fail(r, ES_ENOMEM, ppos, "out of memory");
+    m->private_bytes += ((uint64_t)d->prune_mask + 1) * 8;
+    memset(d->prune_keys, 0xff, ((size_t)d->prune_mask + 1) * sizeof(int32_t));
+    for (int64_t i = 0; i < d->pruneidx_size; i++) {
+      int32_t key, val;
+      size_t epos = r->pos;
+      es__read_i32(r, &key, "pruned index key");
+      if (es__read_i32(r, &val, "pruned index value")) return r->failed;
+      if (key < 0 || (m->args.bucket > 0 && key >= m->args.bucket) || val < 0)
+        return es__reader_fail(r, ES_EFORMAT, epos,
+                               "pruned index entry %lld at byte %zu is out of range (%d -> %d, "
+                               "bucket %d)",
+                               (long long)i, epos, key, val, m->args.bucket);
+      uint32_t j = ((uint32_t)key * 2654435761u) & d->prune_mask;
+      while (d->prune_keys[j] != -1 && d->prune_keys[j] != key) j = (j + 1) & d->prune_mask;
+      d->prune_keys[j] = key; /* a repeated key keeps its last value, as in fastText */
+      d->prune_vals[j] = val;
+    }
+  }
+  return 0;
+}
+
+static int load_pq(es__reader *r, es__pq *pq, int64_t want_dim, const char *what) {
+  size_t at = r->pos;
+  es__read_i32(r, &pq->dim, "quantizer dim");
+  es__read_i32(r, &pq->nsubq, "quantizer nsubq");
+  es__read_i32(r, &pq->dsub, "quantizer dsub");
+  if (es__read_i32(r, &pq->lastdsub, "quantizer lastdsub")) return r->failed;
+  int ok = pq->dim == want_dim && pq->dsub >= 1 && pq->dsub <= pq->dim &&
+           pq->nsubq == (pq->dim + pq->dsub - 1) / pq->dsub &&
+           pq->lastdsub == (pq->dim % pq->dsub ? pq->dim % pq->dsub : pq->dsub);
+  if (!ok)
+    return es__reader_fail(r, ES_EFORMAT, at,
+                           "%s quantizer at byte %zu is inconsistent: dim %d (matrix has %lld), "
+                           "nsubq %d, dsub %d, lastdsub %d",
+                           what, at, pq->dim, (long long)want_dim, pq->nsubq, pq->dsub,
+                           pq->lastdsub);
+  return es__read_span(r, (uint64_t)pq->dim * ES__KSUB * 4, &pq->centroids, "quantizer centroids");
+}
+
+static int load_matrix(es__reader *r, es__matrix *mx, int quant, int64_t want_rows,
+                       int64_t min_rows, int32_t dim, const char *what) {
+  size_t at = r->pos;
+  mx->quant = quant;
+  if (quant) {
+    uint8_t qnorm;
+    int32_t codesize;
+    es__read_u8(r, &qnorm, "qnorm flag");
+    es__read_i64(r, &mx->m, "matrix rows");
+    es__read_i64(r, &mx->n, "matrix cols");
+    if (es__read_i32(r, &codesize, "code size")) return r->failed;
+    mx->qnorm = qnorm != 0;
+    at += 1;
+  } else {
+    es__read_i64(r, &mx->m, "matrix rows");
+    if (es__read_i64(r, &mx->n, "matrix cols")) return r->failed;
+  }
+  if (mx->n != dim || mx->m < 0 || (want_rows >= 0 && mx->m != want_rows) || mx->m < min_rows)
+    return es__reader_fail(r, ES_EFORMAT, at,
+                           "%s matrix at byte %zu is %lld x %lld; expected %s%lld rows of %d "
+                           "columns",
+                           what, at, (long long)mx->m, (long long)mx->n,
+                           want_rows >= 0 ? "" : "at least ",
+                           (long long)(want_rows >= 0 ? want_rows : min_rows), dim);
+  if (!quant) {
+    if ((uint64_t)mx->m > (r->len - r->pos) / 4 / (uint64_t)mx->n)
+      return es__reader_fail(r, ES_EFORMAT, at,
+                             "%s matrix at byte %zu: %lld x %lld floats need more than the %zu "
+                             "bytes left",
+                             what, at, (long long)mx->m, (long long)mx->n, r->len - r->pos);
+    return es__read_span(r, (uint64_t)mx->m * (uint64_t)mx->n * 4, &mx->data, "matrix data");
+  }
+  /* Quantized: codes, product quantizer, then norms. */
+  size_t cpos = r->pos;
+  int32_t codesize;
+  memcpy(&codesize, r->base + cpos - 4, 4);
+  if (codesize < 0 || (uint64_t)codesize > r->len - r->pos)
+    return es__reader_fail(r, ES_EFORMAT, cpos - 4,
+                           "%s code size %d at byte %zu does not fit in the file", what, codesize,
+                           cpos - 4);
+  if (es__read_span(r, (uint64_t)codesize, &mx->codes, "codes")) return r->failed;
+  if (load_pq(r, &mx->pq, mx->n, what)) return r->failed;
+  if ((int64_t)codesize != mx->m * mx->pq.nsubq)
+    return es__reader_fail(r, ES_EFORMAT, cpos - 4,
+                           "%s code size %d at byte %zu != rows %lld x nsubq %d", what, codesize,
+                           cpos - 4, (long long)mx->m, mx->pq.nsubq);
+  if (mx->qnorm) {
+    if (es__read_span(r, (uint64_t)mx->m, &mx->norm_codes, "norm codes")) return r->failed;
+    if (load_pq(r, &mx->npq, 1, "norm")) return r->failed;
+  }
+  return 0;
+}
+
+/* fastText's Huffman tree over label counts (HierarchicalSoftmaxLoss::
+ * buildTree). Counts come from the file, so the choice also never picks a
+ * node that is not built yet: the tree stays well-formed for any counts. */
+static int build_tree(es_model_t *m) {
+  int32_t n = m->dict.nlabels, total = 2 * n - 1;
+  int64_t *count = malloc((size_t)total * sizeof *count);
+  m->tree_left = malloc((size_t)total * sizeof(int32_t));
+  m->tree_right = malloc((size_t)total * sizeof(int32_t));
+  if (!count || !m->tree_left || !m->tree_right) {
+    free(count);
+    return ES_ENOMEM;
+  }
+  m->private_bytes += (uint64_t)total * 8;
+  for (int32_t i = 0; i < total; i++) {
+    m->tree_left[i] = m->tree_right[i] = -1;
+    count[i] = (int64_t)1e15;
+  }
+  for (int32_t i = 0; i < n; i++) {
+    const es__entry *e = &m->dict.entries[m->dict.nwords + i];
+    count[i] = es__ld_i64((const uint8_t *)e->str + e->len + 1);
+  }
+  int32_t leaf = n - 1, node = n;
+  for (int32_t i = n; i < total; i++) {
+    int32_t mini[2];
+    for (int j = 0; j < 2; j++) {
+      if (leaf >= 0 && (node >= i || count[leaf] < count[node]))
+        mini[j] = leaf--;
+      else
+        mini[j] = node++;
+    }
+    m->tree_left[i] = mini[0];
+    m->tree_right[i] = mini[1];
+    count[i] = count[mini[0]] + count[mini[1]];
+  }
+  free(count);
+  return 0;
+}
+
+static int load(es_model_t *m, es_error_t *err) {
+  es__reader rd, *r = &rd;
+  es__reader_init(r, m->map, m->map_len, err);
+  int32_t magic;
+  es__read_i32(r, &magic, "magic");
+  if (es__read_i32(r, &m->version, "version")) return r->failed;
+  if (magic != FT_MAGIC)
+    return es__reader_fail(r, ES_EFORMAT, 0,
+                           "not a fastText model: magic %d at byte 0, expected %d", magic, FT_MAGIC);
+  if (m->version > FT_VERSION || m->version < 11)
+    return es__reader_fail(r, ES_EVERSION, 4,
+                           "fastText format version %d at byte 4 is not supported (11 or 12)",
+                           m->version);
+  if (load_args(r, m) || load_dict(r, m)) return r->failed;
+  const es_model_args_t *a = &m->args;
+  const es__dict *d = &m->dict;
+  uint8_t qin, qout;
+  size_t qpos = r->pos;
+  if (es__read_u8(r, &qin, "quant flag")) return r->failed;
+  if (qin > 1)
+    return es__reader_fail(r, ES_EFORMAT, qpos, "quant flag %u at byte %zu is not 0 or 1", qin,
+                           qpos);
+  if (!qin && d->pruneidx_size >= 0)
+    return es__reader_fail(r, ES_EFORMAT, qpos,
+                           "invalid model: dictionary is pruned but the input matrix is not "
+                           "quantized (quant flag at byte %zu)",
+                           qpos);
+  int64_t min_rows = d->nwords + (d->pruneidx_size < 0 ? (int64_t)a->bucket : 0);
+  if (load_matrix(r, &m->in, qin, -1, min_rows, a->dim, "input")) return r->failed;
+  if (d->pruneidx_size > 0) {
+    for (uint32_t j = 0; j <= d->prune_mask; j++)
+      if (d->prune_keys[j] != -1 && (int64_t)d->nwords + d->prune_vals[j] >= m->in.m)
+        return es__reader_fail(r, ES_EFORMAT, qpos,
+                               "pruned index maps bucket %d to row %lld beyond the %lld input rows",
+                               d->prune_keys[j], (long long)d->nwords + d->prune_vals[j],
+                               (long long)m->in.m);
+  }
+  qpos = r->pos;
+  if (es__read_u8(r, &qout, "qout flag")) return r->failed;
+  if (qout > 1)
+    return es__reader_fail(r, ES_EFORMAT, qpos, "qout flag %u at byte %zu is not 0 or 1", qout,
+                           qpos);
+  if (load_matrix(r, &m->out, qin && qout, d->nlabels, 0, a->dim, "output")) return r->failed;
+  if (r->pos != r->len)
+    return es__reader_fail(r, ES_EFORMAT, r->pos,
+                           "%zu unexpected bytes after the output matrix at byte %zu",
+                           r->len - r->pos, r->pos);
+  if (a->loss == ES_LOSS_HS && build_tree(m))
+    return es__reader_fail(r, ES_ENOMEM, r->pos, "out of memory building the label tree");
+  /* fastText's sigmoid table (Loss::Loss): float x, expf, double division. */
+  for (int i = 0; i < 513; i++) {
+    float x = (float)(i * 2 * 8) / 512 - 8;
+    m->sigmoid_table[i] = (float)(1.0 / (1.0 + expf(-x)));
+  }
+  return 0;
+}
+
+static int open_common(es_model_t **out, es_model_t *m, const es_model_params_t *params,
+                       es_error_t *err) {
+  es_model_params_t p = params ? *params : es_model_default_params();
+  m->k = es__kernels_get(p.simd);
+  if (!m->k) {
+    if (err) {
+      err->code = ES_EUNSUPPORTED;
+      err->offset = -1;
+      snprintf(err->msg, sizeof err->msg, "%s kernels are not available on this CPU or build",
+               es_simd_name(p.simd));
+    }
+    es_model_close(m);
+    return ES_EUNSUPPORTED;
+  }
+  int rc = load(m, err);
+  if (rc) {
+    es_model_close(m);
+    return rc;
+  }
+  *out = m;
+  return 0;
+}
+
+static int fail_errno(es_error_t *err, const char *what, const char *path) {
+  if (err) {
+    err->code = ES_EIO;
+    err->offset = -1;
+    snprintf(err->msg, sizeof err->msg, "cannot %s %s: %s", what, path, strerror(errno));
+  }
+  return ES_EIO;
+}
+
+int es_model_open(es_model_t **out, const char *path, const es_model_params_t *params,
+                  es_error_t *err) {
+  *out = NULL;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail_errno(err, "open", path);
+  struct stat st;
+  if (fstat(fd, &st) < 0) {
+    close(fd);
+    return fail_errno(err, "stat", path);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    errno = EINVAL;
+    return fail_errno(err, "map (not a regular file)", path);
+  }
+  if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX / 2) {
+    close(fd);
+    if (err) {
+      err->code = ES_ERANGE;
+      err->offset = -1;
+      snprintf(err->msg, sizeof err->msg,
+               "%s is %llu bytes, too large to map in this %zu-bit address space", path,
+               (unsigned long long)st.st_size, sizeof(size_t) * 8);
+    }
+    return ES_ERANGE;
+  }
+  size_t len = (size_t)st.st_size;
+  void *map = NULL;
+  if (len > 0) {
+    int flags = MAP_PRIVATE;
+#ifdef MAP_POPULATE
+    if (params && params->populate) flags |= MAP_POPULATE;
+#endif
+    map = mmap(NULL, len, PROT_READ, flags, fd, 0);
+    if (map == MAP_FAILED) {
+      close(fd);
+      return fail_errno(err, "map", path);
+    }
+  }
+  close(fd);
+  es_model_t *m = calloc(1, sizeof *m);
+  if (!m) {
+    if (map) munmap(map, len);
+    return ES_ENOMEM;
+  }
+  m->map = map ? map : (const uint8_t *)"";
+  m->map_len = len;
+  m->owns_map = map != NULL;
+  int rc = open_common(out, m, params, err);
+  if (rc && err && err->msg[0]) {
+    char tmp[sizeof err->msg + 4096];
+    snprintf(tmp, sizeof tmp, "%s: %s", path, err->msg);
+    memcpy(err->msg, tmp, sizeof err->msg - 1);
+    err->msg[sizeof err->msg - 1] = 0;
+  }
+  return rc;
+}
+
+int es_model_open_mem(es_model_t **out, const void *data, size_t len,
+                      const es_model_params_t *params, es_error_t *err) {
+  *out = NULL;
+  es_model_t *m = calloc(1, sizeof *m);
+  if (!m) return ES_ENOMEM;
+  m->map = data ? data : (const uint8_t *)"";
+  m->map_len = data ? len : 0;
+  return open_common(out, m, params, err);
+}
+
+void es_model_close(es_model_t *m) {
+  if (!m) return;
+  if (m->owns_map) munmap((void *)m->map, m->map_len);
+  dict_free(&m->dict);
+  free(m->tree_left);
+  free(m->tree_right);
+  free(m);
+}
+
+const es_model_args_t *es_model_args(const es_model_t *m) { return &m->args; }
+int32_t es_model_nlabels(const es_model_t *m) { return m->dict.nlabels; }
+int32_t es_model_nwords(const es_model_t *m) { return m->dict.nwords; }
+
+const char *es_model_label(const es_model_t *m, int32_t id, size_t *len) {
+  if (id < 0 || id >= m->dict.nlabels) return NULL;
+  const es__entry *e = &m->dict.entries[m->dict.nwords + id];
+  *len = e->len;
+  return e->str;
+}
+
+int es_model_entry(const es_model_t *m, int32_t i, const char **text, size_t *len, int64_t *count,
+                   int *type) {
+  if (i < 0 || i >= m->dict.size) return ES_EINVAL;
+  const es__entry *e = &m->dict.entries[i];
+  *text = e->str;
+  *len = e->len;
+  *count = es__ld_i64((const uint8_t *)e->str + e->len + 1);
+  *type = i < m->dict.nwords ? 0 : 1;
+  return 0;
+}
+
+int es_model_row(const es_model_t *m, int which, int64_t row, float *dst) {
+  const es__matrix *mx = which ? &m->out : &m->in;
+  if (row < 0 || row >= mx->m) return ES_EINVAL;
+  int n = (int)mx->n;
+  if (!mx->quant) {
+    for (int j = 0; j < n; j++) dst[j] = es__ld_f32(mx->data + 4 * ((size_t)row * n + j));
+    return 0;
+  }
+  float norm = es__matrix_norm(mx, row);
+  const uint8_t *code = mx->codes + (size_t)row * mx->pq.nsubq;
+  for (int32_t j = 0; j < mx->pq.nsubq; j++) {
+    const uint8_t *c = es__pq_centroid(&mx->pq, j, code[j]);
+    int d = j == mx->pq.nsubq - 1 ? mx->pq.lastdsub : mx->pq.dsub;
+    for (int t = 0; t < d; t++) dst[j * mx->pq.dsub + t] = norm * es__ld_f32(c + 4 * t);
+  }
+  return 0;
+}
+
+void es_model_info(const es_model_t *m, es_model_info_t *o) {
+  memset(o, 0, sizeof *o);
+  o->version = m->version;
+  o->args = m->args;
+  o->nwords = m->dict.nwords;
+  o->nlabels = m->dict.nlabels;
+  o->nentries = m->dict.size;
+  o->ntokens = m->dict.ntokens;
+  o->pruneidx_size = m->dict.pruneidx_size;
+  o->quant_input = m->in.quant;
+  o->qnorm_input = m->in.qnorm;
+  o->quant_output = m->out.quant;
+  o->qnorm_output = m->out.qnorm;
+  o->dsub_input = m->in.quant ? m->in.pq.dsub : 0;
+  o->input_rows = m->in.m;
+  o->input_cols = m->in.n;
+  o->output_rows = m->out.m;
+  o->output_cols = m->out.n;
+  o->file_bytes = m->map_len;
+  o->private_bytes = m->private_bytes + sizeof *m;
+  o->simd = m->k->level;
+  o->scratch_bytes = es__scratch_bytes(m);
+}

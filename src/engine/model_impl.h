@@ -1,0 +1,90 @@
+/*
+ * model_impl.h - the in-memory form of an open model, shared by the loader
+ * (model.c), prediction (predict.c) and its helpers. Not public.
+ *
+ * Invariants established by the loader, which prediction relies on without
+ * re-checking:
+ *  1. every matrix block lies inside the mapping;
+ *  2. input rows >= nwords + bucket when unpruned, and every pruned-index
+ *     target + nwords < input rows, so every feature row exists;
+ *  3. output rows == nlabels >= 1, both matrices have dim columns;
+ *  4. entries [0, nwords) are words and [nwords, size) labels;
+ *  5. for hs, the tree is a proper binary tree over 2*nlabels-1 nodes.
+ */
+#ifndef ES_ENGINE_MODEL_IMPL_H
+#define ES_ENGINE_MODEL_IMPL_H
+
+#include "edgeserve/model.h"
+#include "kernels.h"
+
+#define ES__KSUB 256
+
+typedef struct es__entry {
+  const char *str; /* in the mapping; count (i64) and type (i8) follow the NUL */
+  uint32_t len;
+  uint32_t hash;
+} es__entry;
+
+typedef struct es__dict {
+  int32_t size, nwords, nlabels;
+  int64_t ntokens, pruneidx_size;
+  es__entry *entries;
+  uint32_t *table; /* open addressing: entry index + 1, 0 = empty */
+  uint32_t mask;
+  int32_t *prune_keys, *prune_vals; /* pruned index map, open addressing, key -1 = empty */
+  uint32_t prune_mask;
+  size_t max_len; /* longest entry */
+  int32_t eos;    /* id of "</s>", -1 when absent */
+} es__dict;
+
+typedef struct es__pq {
+  int32_t dim, nsubq, dsub, lastdsub;
+  const uint8_t *centroids; /* dim * 256 floats, any alignment */
+} es__pq;
+
+typedef struct es__matrix {
+  int quant;
+  int64_t m, n;
+  const uint8_t *data; /* dense: m * n floats */
+  int qnorm;
+  const uint8_t *codes;      /* m * nsubq */
+  es__pq pq;
+  const uint8_t *norm_codes; /* m, when qnorm */
+  es__pq npq;                /* 1-d quantizer of the norms */
+} es__matrix;
+
+struct es_model {
+  const uint8_t *map;
+  size_t map_len;
+  int owns_map; /* munmap on close */
+  int32_t version;
+  es_model_args_t args;
+  es__dict dict;
+  es__matrix in, out;
+  int32_t *tree_left, *tree_right; /* hs only: 2*nlabels-1 nodes */
+  float sigmoid_table[513];
+  const es__kernels *k;
+  uint64_t private_bytes;
+};
+
+/* Address of centroid `c` of sub-quantizer `j`. */
+static inline const uint8_t *es__pq_centroid(const es__pq *pq, int32_t j, uint8_t c) {
+  if (j == pq->nsubq - 1)
+    return pq->centroids + 4 * ((size_t)j * ES__KSUB * pq->dsub + (size_t)c * pq->lastdsub);
+  return pq->centroids + 4 * (((size_t)j * ES__KSUB + c) * pq->dsub);
+}
+
+/* Norm of row i of a qnorm matrix, 1 otherwise. */
+float es__matrix_norm(const es__matrix *mx, int64_t i);
+
+/* Looks up a token; returns its entry id or -1. */
+int32_t es__dict_find(const es__dict *d, const char *s, size_t len, uint32_t h);
+
+/* Maps a bucket to its input row offset (relative to nwords) through the
+ * pruned index: returns -1 when dropped. */
+int32_t es__dict_prune(const es__dict *d, int32_t bucket);
+
+/* Bytes one es_scratch_t for this model takes (predict.c). */
+uint64_t es__scratch_bytes(const es_model_t *m);
+
+#endif
