@@ -50,7 +50,7 @@ int cli_open_input(const char *path) {
 }
 
 int cli_for_each_line(int fd, const es_model_t *m, es_scratch_t *s, cli_line_fn fn, void *ctx) {
-  static char buf[1 << 16];
+  static char buf[1 << 14];
   int started = 0;
   es_line_begin(s);
   for (;;) {

@@ -56,7 +56,7 @@ int es_cmd_predict(int argc, char **argv) {
   c.pred = malloc((size_t)c.cap * sizeof *c.pred);
   int fd = cli_open_input(argv[2]);
   if (s && c.pred && fd >= 0) {
-    static char out[1 << 16];
+    static char out[1 << 14];
     setvbuf(stdout, out, _IOFBF, sizeof out);
     rc = cli_for_each_line(fd, m, s, on_line, &c) ? 1 : 0;
     if (fflush(stdout)) rc = 1;

@@ -46,7 +46,31 @@ static void dot_rows_scalar(const uint8_t *base, int64_t nrows, int n, const flo
   for (; r < nrows; r++) out[r] = es__dot_row(base + (size_t)r * stride, x, n);
 }
 
-static const es__kernels scalar = {ES_SIMD_SCALAR, add_rows_scalar, axpy_scalar, dot_rows_scalar};
+void es__add_rows_pq_scalar(float *h, const es__pqrows *pq, const int32_t *rows,
+                            const float *norms, int count) {
+  for (int i = 0; i < count; i++) {
+    const uint8_t *code = pq->codes + (size_t)rows[i] * pq->nsubq;
+    for (int32_t j = 0; j < pq->nsubq; j++) {
+      const uint8_t *c;
+      int d;
+      if (j == pq->nsubq - 1) {
+        c = pq->centroids + 4 * ((size_t)j * 256 * pq->dsub + (size_t)code[j] * pq->lastdsub);
+        d = pq->lastdsub;
+      } else {
+        c = pq->centroids + 4 * (((size_t)j * 256 + code[j]) * pq->dsub);
+        d = pq->dsub;
+      }
+      float *hj = h + (size_t)j * pq->dsub;
+      if (norms)
+        for (int t = 0; t < d; t++) hj[t] += norms[i] * es__ld_f32(c + 4 * t);
+      else /* alpha 1: 1.0f * c == c exactly, so the multiply can go */
+        for (int t = 0; t < d; t++) hj[t] += es__ld_f32(c + 4 * t);
+    }
+  }
+}
+
+static const es__kernels scalar = {ES_SIMD_SCALAR, add_rows_scalar, axpy_scalar, dot_rows_scalar,
+                                   es__add_rows_pq_scalar};
 
 const es__kernels *es__kernels_scalar(void) { return &scalar; }
 

@@ -19,6 +19,13 @@
 
 #include "edgeserve/model.h"
 
+/* A product quantizer's codes and centroids, as the PQ kernel needs them. */
+typedef struct es__pqrows {
+  const uint8_t *codes;     /* nsubq bytes per row */
+  const uint8_t *centroids; /* 256 centroids per sub-quantizer, any alignment */
+  int32_t nsubq, dsub, lastdsub;
+} es__pqrows;
+
 typedef struct es__kernels {
   es_simd_t level;
   /* h[0..n) += row i of the dense matrix at base (row stride n floats), for
@@ -29,6 +36,11 @@ typedef struct es__kernels {
   /* out[r] = sum_j row_r[j] * x[j], summed sequentially in j, for the
    * nrows rows starting at base (row stride n floats). */
   void (*dot_rows)(const uint8_t *base, int64_t nrows, int n, const float *x, float *out);
+  /* Product-quantized rows: for each i in rows[0..count), in order,
+   * h += decode(row) where decode concatenates the row's centroids, each
+   * multiplied by norms[i] when norms is not NULL (fastText's addcode). */
+  void (*add_rows_pq)(float *h, const struct es__pqrows *pq, const int32_t *rows,
+                      const float *norms, int count);
 } es__kernels;
 
 const es__kernels *es__kernels_scalar(void);
@@ -38,6 +50,10 @@ const es__kernels *es__kernels_neon(void);  /* NULL when not built in */
 /* Kernels for `want`, or the best available for ES_SIMD_AUTO. NULL when the
  * requested level is not built in or not supported by this CPU. */
 const es__kernels *es__kernels_get(es_simd_t want);
+
+/* The scalar PQ kernel, also the fallback of the vector ones. */
+void es__add_rows_pq_scalar(float *h, const es__pqrows *pq, const int32_t *rows,
+                            const float *norms, int count);
 
 /* Scalar sequential dot product of one row (fastText's dotRow). */
 float es__dot_row(const uint8_t *row, const float *x, int n);

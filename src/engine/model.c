@@ -45,20 +45,37 @@ int32_t es__dict_find(const es__dict *d, const char *s, size_t len, uint32_t h) 
   for (;;) {
     uint32_t v = d->table[i];
     if (!v) return -1;
-    const es__entry *e = &d->entries[v - 1];
-    if (e->hash == h && e->len == len && memcmp(e->str, s, len) == 0) return (int32_t)(v - 1);
+    if (d->hashes[v - 1] == h) {
+      const char *e = es__dict_str(d, (int32_t)(v - 1));
+      if (memcmp(e, s, len) == 0 && e[len] == 0) return (int32_t)(v - 1);
+    }
     i = (i + 1) & d->mask;
   }
 }
 
+static inline uint32_t prune_rank(const es__dict *d, uint32_t b) {
+  uint32_t w = b >> 6, r = d->prank[w >> 3];
+  for (uint32_t x = w & ~7u; x < w; x++) r += (uint32_t)__builtin_popcountll(d->pbits[x]);
+  return r + (uint32_t)__builtin_popcountll(d->pbits[w] & ((1ull << (b & 63)) - 1));
+}
+
+static inline uint32_t pval_get(const es__dict *d, uint32_t i) {
+  uint64_t bit = (uint64_t)i * (uint64_t)d->pval_bits, v;
+  memcpy(&v, d->pvals + (bit >> 3), 8);
+  return (uint32_t)((v >> (bit & 7)) & ((1ull << d->pval_bits) - 1));
+}
+
+static inline void pval_set(es__dict *d, uint32_t i, uint32_t val) {
+  uint64_t bit = (uint64_t)i * (uint64_t)d->pval_bits, v, mask = (1ull << d->pval_bits) - 1;
+  memcpy(&v, d->pvals + (bit >> 3), 8);
+  v = (v & ~(mask << (bit & 7))) | ((uint64_t)val << (bit & 7));
+  memcpy(d->pvals + (bit >> 3), &v, 8);
+}
+
 int32_t es__dict_prune(const es__dict *d, int32_t bucket) {
-  uint32_t i = ((uint32_t)bucket * 2654435761u) & d->prune_mask;
-  for (;;) {
-    int32_t k = d->prune_keys[i];
-    if (k == bucket) return d->prune_vals[i];
-    if (k == -1) return -1;
-    i = (i + 1) & d->prune_mask;
-  }
+  uint32_t b = (uint32_t)bucket;
+  if (!(d->pbits[b >> 6] >> (b & 63) & 1)) return -1;
+  return (int32_t)pval_get(d, prune_rank(d, b));
 }
 
 float es__matrix_norm(const es__matrix *mx, int64_t i) {
@@ -67,10 +84,12 @@ float es__matrix_norm(const es__matrix *mx, int64_t i) {
 }
 
 static void dict_free(es__dict *d) {
-  free(d->entries);
+  free(d->offsets);
+  free(d->hashes);
   free(d->table);
-  free(d->prune_keys);
-  free(d->prune_vals);
+  free(d->pbits);
+  free(d->prank);
+  free(d->pvals);
   memset(d, 0, sizeof *d);
 }
 
@@ -112,6 +131,60 @@ static int load_args(es__reader *r, es_model_t *m) {
   return 0;
 }
 
+/* The pruned index: pairs (bucket, row) in file order; a repeated bucket
+ * keeps its last row, as fastText's map does. Two passes: mark the buckets,
+ * then store each row at its bucket's rank. Rows are range-checked against
+ * the input matrix once it is known (load()). */
+static int load_prune(es__reader *r, es_model_t *m) {
+  es__dict *d = &m->dict;
+  size_t start = r->pos;
+  int32_t bucket = m->args.bucket;
+  if ((uint64_t)d->pruneidx_size > (r->len - r->pos) / 8)
+    return es__reader_fail(r, ES_EFORMAT, start,
+                           "pruneidx_size %lld cannot fit in the %zu bytes left at byte %zu",
+                           (long long)d->pruneidx_size, r->len - r->pos, start);
+  if (bucket <= 0)
+    return es__reader_fail(r, ES_EFORMAT, start,
+                           "pruned index at byte %zu, but the model has no buckets", start);
+  size_t nwords64 = ((size_t)bucket + 63) / 64 + 8, nblocks = nwords64 / 8 + 1;
+  d->pbits = calloc(nwords64, 8);
+  d->prank = calloc(nblocks, 4);
+  if (!d->pbits || !d->prank) return es__reader_fail(r, ES_ENOMEM, start, "out of memory");
+  uint32_t maxval = 0;
+  for (int64_t i = 0; i < d->pruneidx_size; i++) {
+    int32_t key, val;
+    size_t epos = r->pos;
+    es__read_i32(r, &key, "pruned index key");
+    if (es__read_i32(r, &val, "pruned index value")) return r->failed;
+    if (key < 0 || key >= bucket || val < 0)
+      return es__reader_fail(r, ES_EFORMAT, epos,
+                             "pruned index entry %lld at byte %zu is out of range (%d -> %d, "
+                             "bucket %d)",
+                             (long long)i, epos, key, val, bucket);
+    d->pbits[(uint32_t)key >> 6] |= 1ull << (key & 63);
+    if ((uint32_t)val > maxval) maxval = (uint32_t)val;
+  }
+  uint32_t total = 0;
+  for (size_t w = 0; w < nwords64; w++) {
+    if ((w & 7) == 0) d->prank[w >> 3] = total;
+    total += (uint32_t)__builtin_popcountll(d->pbits[w]);
+  }
+  d->pkept = total;
+  d->pval_bits = 1;
+  while (d->pval_bits < 32 && (maxval >> d->pval_bits)) d->pval_bits++;
+  size_t vbytes = ((uint64_t)total * d->pval_bits + 7) / 8 + 8;
+  d->pvals = calloc(vbytes, 1);
+  if (!d->pvals) return es__reader_fail(r, ES_ENOMEM, start, "out of memory");
+  m->private_bytes += nwords64 * 8 + nblocks * 4 + vbytes;
+  for (int64_t i = 0; i < d->pruneidx_size; i++) {
+    int32_t key, val;
+    memcpy(&key, r->base + start + 8 * i, 4);
+    memcpy(&val, r->base + start + 8 * i + 4, 4);
+    pval_set(d, prune_rank(d, (uint32_t)key), (uint32_t)val);
+  }
+  return 0;
+}
+
 static int load_dict(es__reader *r, es_model_t *m) {
   es__dict *d = &m->dict;
   size_t at = r->pos;
@@ -139,14 +212,17 @@ static int load_dict(es__reader *r, es_model_t *m) {
     return es__reader_fail(r, ES_EFORMAT, at + 20, "pruneidx_size %lld at byte %zu is negative",
                            (long long)d->pruneidx_size, at + 20);
 
-  d->entries = calloc((size_t)d->size ? (size_t)d->size : 1, sizeof *d->entries);
-  d->mask = pow2_at_least((uint64_t)d->size * 2) - 1;
+  size_t n = (size_t)d->size ? (size_t)d->size : 1;
+  d->base = r->base;
+  d->offsets = malloc(n * sizeof *d->offsets);
+  d->hashes = malloc(n * sizeof *d->hashes);
+  d->mask = pow2_at_least((uint64_t)d->size * 10 / 7 + 1) - 1;
   d->table = calloc((size_t)d->mask + 1, sizeof *d->table);
-  if (!d->entries || !d->table) return es__reader_fail(r, ES_ENOMEM, at, "out of memory");
-  m->private_bytes += (uint64_t)d->size * sizeof *d->entries + ((uint64_t)d->mask + 1) * 4;
+  if (!d->offsets || !d->hashes || !d->table)
+    return es__reader_fail(r, ES_ENOMEM, at, "out of memory");
+  m->private_bytes += (uint64_t)n * 8 + ((uint64_t)d->mask + 1) * 4;
   d->eos = -1;
   for (int32_t i = 0; i < d->size; i++) {
-    es__entry *e = &d->entries[i];
     const char *s;
     size_t len, epos = r->pos;
     int64_t count;
@@ -159,51 +235,27 @@ static int load_dict(es__reader *r, es_model_t *m) {
       return es__reader_fail(r, ES_EFORMAT, r->pos - 1,
                              "dictionary entry %d at byte %zu has type %d, expected %s", i, epos,
                              type, want ? "label (1)" : "word (0)");
-    if (len > UINT32_MAX / 2)
-      return es__reader_fail(r, ES_EFORMAT, epos, "dictionary entry %d is too long", i);
-    e->str = s;
-    e->len = (uint32_t)len;
-    e->hash = es__hash(s, len);
+    if (epos > UINT32_MAX)
+      return es__reader_fail(r, ES_EUNSUPPORTED, epos,
+                             "dictionary entry %d at byte %zu: dictionaries past 4 GiB are not "
+                             "supported",
+                             i, epos);
+    uint32_t h = es__hash(s, len);
+    d->offsets[i] = (uint32_t)epos;
+    d->hashes[i] = h;
     if (len > d->max_len) d->max_len = len;
     /* Insert; a repeated word maps to its last entry, as in fastText. */
-    uint32_t j = e->hash & d->mask;
+    uint32_t j = h & d->mask;
     while (d->table[j]) {
-      const es__entry *o = &d->entries[d->table[j] - 1];
-      if (o->hash == e->hash && o->len == e->len && memcmp(o->str, s, len) == 0) break;
+      uint32_t o = d->table[j] - 1;
+      if (d->hashes[o] == h && strcmp(es__dict_str(d, (int32_t)o), s) == 0) break;
       j = (j + 1) & d->mask;
     }
     d->table[j] = (uint32_t)i + 1;
   }
   d->eos = es__dict_find(d, "</s>", 4, es__hash("</s>", 4));
 
-  if (d->pruneidx_size > 0) {
-    size_t ppos = r->pos;
-    if ((uint64_t)d->pruneidx_size > (r->len - r->pos) / 8)
-      return es__reader_fail(r, ES_EFORMAT, at + 20,
-                             "pruneidx_size %lld at byte %zu cannot fit in the %zu bytes left",
-                             (long long)d->pruneidx_size, at + 20, r->len - r->pos);
-    d->prune_mask = pow2_at_least((uint64_t)d->pruneidx_size * 2) - 1;
-    d->prune_keys = malloc(((size_t)d->prune_mask + 1) * sizeof(int32_t));
-    d->prune_vals = malloc(((size_t)d->prune_mask + 1) * sizeof(int32_t));
-    if (!d->prune_keys || !d->prune_vals) return es__reader_fail(r, ES_ENOMEM, ppos, "out of memory");
-    m->private_bytes += ((uint64_t)d->prune_mask + 1) * 8;
-    memset(d->prune_keys, 0xff, ((size_t)d->prune_mask + 1) * sizeof(int32_t));
-    for (int64_t i = 0; i < d->pruneidx_size; i++) {
-      int32_t key, val;
-      size_t epos = r->pos;
-      es__read_i32(r, &key, "pruned index key");
-      if (es__read_i32(r, &val, "pruned index value")) return r->failed;
-      if (key < 0 || (m->args.bucket > 0 && key >= m->args.bucket) || val < 0)
-        return es__reader_fail(r, ES_EFORMAT, epos,
-                               "pruned index entry %lld at byte %zu is out of range (%d -> %d, "
-                               "bucket %d)",
-                               (long long)i, epos, key, val, m->args.bucket);
-      uint32_t j = ((uint32_t)key * 2654435761u) & d->prune_mask;
-      while (d->prune_keys[j] != -1 && d->prune_keys[j] != key) j = (j + 1) & d->prune_mask;
-      d->prune_keys[j] = key; /* a repeated key keeps its last value, as in fastText */
-      d->prune_vals[j] = val;
-    }
-  }
+  if (d->pruneidx_size > 0 && load_prune(r, m)) return r->failed;
   return 0;
 }
 
@@ -296,8 +348,8 @@ static int build_tree(es_model_t *m) {
     count[i] = (int64_t)1e15;
   }
   for (int32_t i = 0; i < n; i++) {
-    const es__entry *e = &m->dict.entries[m->dict.nwords + i];
-    count[i] = es__ld_i64((const uint8_t *)e->str + e->len + 1);
+    const char *e = es__dict_str(&m->dict, m->dict.nwords + i);
+    count[i] = es__ld_i64((const uint8_t *)e + strlen(e) + 1);
   }
   int32_t leaf = n - 1, node = n;
   for (int32_t i = n; i < total; i++) {
@@ -345,13 +397,12 @@ static int load(es_model_t *m, es_error_t *err) {
                            qpos);
   int64_t min_rows = d->nwords + (d->pruneidx_size < 0 ? (int64_t)a->bucket : 0);
   if (load_matrix(r, &m->in, qin, -1, min_rows, a->dim, "input")) return r->failed;
-  if (d->pruneidx_size > 0) {
-    for (uint32_t j = 0; j <= d->prune_mask; j++)
-      if (d->prune_keys[j] != -1 && (int64_t)d->nwords + d->prune_vals[j] >= m->in.m)
-        return es__reader_fail(r, ES_EFORMAT, qpos,
-                               "pruned index maps bucket %d to row %lld beyond the %lld input rows",
-                               d->prune_keys[j], (long long)d->nwords + d->prune_vals[j],
-                               (long long)m->in.m);
+  for (uint32_t i = 0; i < d->pkept; i++) {
+    uint32_t v = pval_get(d, i);
+    if ((int64_t)d->nwords + v >= m->in.m)
+      return es__reader_fail(r, ES_EFORMAT, qpos,
+                             "pruned index maps a bucket to row %lld, beyond the %lld input rows",
+                             (long long)d->nwords + v, (long long)m->in.m);
   }
   qpos = r->pos;
   if (es__read_u8(r, &qout, "qout flag")) return r->failed;
@@ -488,18 +539,18 @@ int32_t es_model_nwords(const es_model_t *m) { return m->dict.nwords; }
 
 const char *es_model_label(const es_model_t *m, int32_t id, size_t *len) {
   if (id < 0 || id >= m->dict.nlabels) return NULL;
-  const es__entry *e = &m->dict.entries[m->dict.nwords + id];
-  *len = e->len;
-  return e->str;
+  const char *e = es__dict_str(&m->dict, m->dict.nwords + id);
+  *len = strlen(e);
+  return e;
 }
 
 int es_model_entry(const es_model_t *m, int32_t i, const char **text, size_t *len, int64_t *count,
                    int *type) {
   if (i < 0 || i >= m->dict.size) return ES_EINVAL;
-  const es__entry *e = &m->dict.entries[i];
-  *text = e->str;
-  *len = e->len;
-  *count = es__ld_i64((const uint8_t *)e->str + e->len + 1);
+  const char *e = es__dict_str(&m->dict, i);
+  *text = e;
+  *len = strlen(e);
+  *count = es__ld_i64((const uint8_t *)e + *len + 1);
   *type = i < m->dict.nwords ? 0 : 1;
   return 0;
 }

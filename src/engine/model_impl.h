@@ -19,22 +19,26 @@
 
 #define ES__KSUB 256
 
-typedef struct es__entry {
-  const char *str; /* in the mapping; count (i64) and type (i8) follow the NUL */
-  uint32_t len;
-  uint32_t hash;
-} es__entry;
-
+/* The dictionary: the strings stay in the mapping; the loader builds a
+ * lookup table (ids at load factor <= 0.7) and, for pruned models, the pruned
+ * index as a rank bitmap over buckets plus bit-packed rows. About 8 bytes per
+ * entry + 6 per table slot, and under 3 bits per bucket + row bits per kept
+ * bucket, so a large vocabulary costs little private memory. */
 typedef struct es__dict {
   int32_t size, nwords, nlabels;
   int64_t ntokens, pruneidx_size;
-  es__entry *entries;
-  uint32_t *table; /* open addressing: entry index + 1, 0 = empty */
+  const uint8_t *base; /* the mapping */
+  uint32_t *offsets;   /* entry -> offset of its NUL-terminated string */
+  uint32_t *hashes;    /* entry -> FNV hash of its string */
+  uint32_t *table;     /* open addressing: entry id + 1, 0 = empty */
   uint32_t mask;
-  int32_t *prune_keys, *prune_vals; /* pruned index map, open addressing, key -1 = empty */
-  uint32_t prune_mask;
-  size_t max_len; /* longest entry */
-  int32_t eos;    /* id of "</s>", -1 when absent */
+  uint64_t *pbits;     /* pruned index: bit b set when bucket b is kept */
+  uint32_t *prank;     /* set bits before each 512-bit block */
+  uint8_t *pvals;      /* rows of kept buckets, by rank, pval_bits each */
+  int pval_bits;
+  uint32_t pkept;      /* number of kept buckets */
+  size_t max_len;      /* longest entry */
+  int32_t eos;         /* id of "</s>", -1 when absent */
 } es__dict;
 
 typedef struct es__pq {
@@ -76,6 +80,11 @@ static inline const uint8_t *es__pq_centroid(const es__pq *pq, int32_t j, uint8_
 
 /* Norm of row i of a qnorm matrix, 1 otherwise. */
 float es__matrix_norm(const es__matrix *mx, int64_t i);
+
+/* The NUL-terminated text of entry i. */
+static inline const char *es__dict_str(const es__dict *d, int32_t i) {
+  return (const char *)d->base + d->offsets[i];
+}
 
 /* Looks up a token; returns its entry id or -1. */
 int32_t es__dict_find(const es__dict *d, const char *s, size_t len, uint32_t h);

@@ -164,31 +164,26 @@ static void flush(es_scratch_t *s) {
     m->k->add_rows(s->acc, m->in.data, s->feats, n, s->dim);
   } else {
     const es__matrix *mx = &m->in;
-    const es__pq *pq = &mx->pq;
-    for (int i = 0; i < n; i++) {
-      const uint8_t *code = mx->codes + (size_t)s->feats[i] * pq->nsubq;
-      float *h = s->acc;
-      if (mx->qnorm) {
-        float norm = es__matrix_norm(mx, s->feats[i]);
-        for (int32_t j = 0; j < pq->nsubq - 1; j++)
-          m->k->axpy(h + j * pq->dsub, norm, es__pq_centroid(pq, j, code[j]), pq->dsub);
-        int32_t j = pq->nsubq - 1;
-        m->k->axpy(h + j * pq->dsub, norm, es__pq_centroid(pq, j, code[j]), pq->lastdsub);
-      } else {
-        for (int32_t j = 0; j < pq->nsubq; j++) {
-          const uint8_t *c = es__pq_centroid(pq, j, code[j]);
-          int d = j == pq->nsubq - 1 ? pq->lastdsub : pq->dsub;
-          float *hj = h + j * pq->dsub;
-          for (int t = 0; t < d; t++) hj[t] += es__ld_f32(c + 4 * t);
-        }
-      }
-    }
+    es__pqrows pq = {mx->codes, mx->pq.centroids, mx->pq.nsubq, mx->pq.dsub, mx->pq.lastdsub};
+    float norms[FEAT_BATCH];
+    if (mx->qnorm)
+      for (int i = 0; i < n; i++) norms[i] = es__matrix_norm(mx, s->feats[i]);
+    m->k->add_rows_pq(s->acc, &pq, s->feats, mx->qnorm ? norms : NULL, n);
   }
   s->nfeat_total += n;
   s->nfeats = 0;
 }
 
+/* Queues a feature row and starts fetching it: by the time flush() sums
+ * the batch, the row is usually in cache. */
 static inline void push_row(es_scratch_t *s, int32_t row) {
+  const es__matrix *in = &s->m->in;
+  if (!in->quant) {
+    const uint8_t *p = in->data + (size_t)row * (size_t)s->dim * 4;
+    for (int o = 0; o < s->dim * 4; o += 64) __builtin_prefetch(p + o);
+  } else {
+    __builtin_prefetch(in->codes + (size_t)row * in->pq.nsubq);
+  }
   s->feats[s->nfeats++] = row;
   if (s->nfeats == FEAT_BATCH) flush(s);
 }
