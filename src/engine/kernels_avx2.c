@@ -14,9 +14,30 @@
 
 static inline __m256 ldu(const uint8_t *p) { return _mm256_loadu_ps((const float *)p); }
 
+/* Rows are summed four at a time per 8-column chunk, in registers: h's
+ * chunk is loaded once, the four rows added in order, and stored once, so
+ * consecutive features do not wait on each other's stores. */
 static void add_rows_avx2(float *h, const uint8_t *base, const int32_t *rows, int count, int n) {
   size_t stride = (size_t)n * 4;
-  for (int i = 0; i < count; i++) {
+  int i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const uint8_t *a = base + (size_t)rows[i] * stride, *b = base + (size_t)rows[i + 1] * stride;
+    const uint8_t *c = base + (size_t)rows[i + 2] * stride, *d = base + (size_t)rows[i + 3] * stride;
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+      size_t o = 4 * (size_t)j;
+      __m256 acc = _mm256_add_ps(_mm256_loadu_ps(h + j), ldu(a + o));
+      acc = _mm256_add_ps(acc, ldu(b + o));
+      acc = _mm256_add_ps(acc, ldu(c + o));
+      _mm256_storeu_ps(h + j, _mm256_add_ps(acc, ldu(d + o)));
+    }
+    for (; j < n; j++) {
+      size_t o = 4 * (size_t)j;
+      h[j] = (((h[j] + es__ld_f32(a + o)) + es__ld_f32(b + o)) + es__ld_f32(c + o)) +
+             es__ld_f32(d + o);
+    }
+  }
+  for (; i < count; i++) {
     const uint8_t *row = base + (size_t)rows[i] * stride;
     int j = 0;
     for (; j + 8 <= n; j += 8)
@@ -71,8 +92,18 @@ static void dot_rows_avx2(const uint8_t *base, int64_t nrows, int n, const float
   for (; r < nrows; r++) out[r] = es__dot_row(base + (size_t)r * s, x, n);
 }
 
-/* dsub 2 (fastText's default): four sub-quantizers' centroid pairs are one
- * 4 x 64-bit gather, giving 8 consecutive floats of the row. */
+/* 8 floats of a dsub-2 row: the centroid pairs of sub-quantizers j..j+3,
+ * loaded as 64-bit values (four loads beat a gather on most x86 cores). */
+static inline __m256 pq2_chunk(const double *cent, const uint8_t *code, int32_t j) {
+  const double *b = cent + (size_t)j * 256;
+  __m128d lo = _mm_loadh_pd(_mm_load_sd(b + code[j]), b + 256 + code[j + 1]);
+  __m128d hi = _mm_loadh_pd(_mm_load_sd(b + 512 + code[j + 2]), b + 768 + code[j + 3]);
+  return _mm256_castpd_ps(_mm256_insertf128_pd(_mm256_castpd128_pd256(lo), hi, 1));
+}
+
+/* dsub 2 (fastText's default). As add_rows_avx2, four rows are summed per
+ * chunk in registers; with qnorm each decoded chunk is multiplied by its
+ * row's norm first (mul, then add, as addcode). */
 static void add_rows_pq_avx2(float *h, const es__pqrows *pq, const int32_t *rows,
                              const float *norms, int count) {
   if (pq->dsub != 2) {
@@ -81,32 +112,38 @@ static void add_rows_pq_avx2(float *h, const es__pqrows *pq, const int32_t *rows
   }
   const int32_t full = pq->nsubq - 1; /* the last sub-quantizer has its own layout */
   const double *cent = (const double *)pq->centroids;
-  for (int i = 0; i < count; i++) {
-    const uint8_t *code = pq->codes + (size_t)rows[i] * pq->nsubq;
-    if (i + 2 < count) _mm_prefetch((const char *)(pq->codes + (size_t)rows[i + 2] * pq->nsubq), _MM_HINT_T0);
-    __m256 vn = _mm256_set1_ps(norms ? norms[i] : 1.0f);
+  for (int i = 0; i < count; i += 4) {
+    const uint8_t *code[4];
+    __m256 vn[4];
+    int nf = count - i < 4 ? count - i : 4;
+    for (int f = 0; f < nf; f++) {
+      code[f] = pq->codes + (size_t)rows[i + f] * pq->nsubq;
+      vn[f] = _mm256_set1_ps(norms ? norms[i + f] : 1.0f);
+    }
     int32_t j = 0;
     for (; j + 4 <= full; j += 4) {
-      uint32_t c4;
-      memcpy(&c4, code + j, 4);
-      __m128i idx = _mm_add_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)c4)),
-                                  _mm_setr_epi32(j * 256, (j + 1) * 256, (j + 2) * 256, (j + 3) * 256));
-      __m256 v = _mm256_castpd_ps(_mm256_i32gather_pd(cent, idx, 8));
-      if (norms) v = _mm256_mul_ps(v, vn);
-      _mm256_storeu_ps(h + 2 * j, _mm256_add_ps(_mm256_loadu_ps(h + 2 * j), v));
-    }
-    for (; j < pq->nsubq; j++) {
-      const uint8_t *c;
-      int d;
-      if (j == full) {
-        c = pq->centroids + 4 * ((size_t)j * 256 * 2 + (size_t)code[j] * pq->lastdsub);
-        d = pq->lastdsub;
-      } else {
-        c = pq->centroids + 4 * (((size_t)j * 256 + code[j]) * 2);
-        d = 2;
+      __m256 acc = _mm256_loadu_ps(h + 2 * j);
+      for (int f = 0; f < nf; f++) {
+        __m256 v = pq2_chunk(cent, code[f], j);
+        acc = _mm256_add_ps(acc, norms ? _mm256_mul_ps(v, vn[f]) : v);
       }
-      for (int t = 0; t < d; t++)
-        h[2 * j + t] += norms ? norms[i] * es__ld_f32(c + 4 * t) : es__ld_f32(c + 4 * t);
+      _mm256_storeu_ps(h + 2 * j, acc);
+    }
+    /* The remaining sub-quantizers, in scalar: same per-element order. */
+    for (int f = 0; f < nf; f++) {
+      for (int32_t jj = j; jj < pq->nsubq; jj++) {
+        const uint8_t *c;
+        int d;
+        if (jj == full) {
+          c = pq->centroids + 4 * ((size_t)jj * 512 + (size_t)code[f][jj] * pq->lastdsub);
+          d = pq->lastdsub;
+        } else {
+          c = pq->centroids + 4 * (((size_t)jj * 256 + code[f][jj]) * 2);
+          d = 2;
+        }
+        for (int t = 0; t < d; t++)
+          h[2 * jj + t] += norms ? norms[i + f] * es__ld_f32(c + 4 * t) : es__ld_f32(c + 4 * t);
+      }
     }
   }
 }

@@ -53,10 +53,18 @@ int32_t es__dict_find(const es__dict *d, const char *s, size_t len, uint32_t h) 
   }
 }
 
+/* Bit count without relying on a POPCNT instruction (not in baseline
+ * x86-64, where the builtin becomes a library call). */
+static inline uint32_t popcount64(uint64_t x) {
+  x = x - ((x >> 1) & 0x5555555555555555ull);
+  x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+  x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+  return (uint32_t)((x * 0x0101010101010101ull) >> 56);
+}
+
 static inline uint32_t prune_rank(const es__dict *d, uint32_t b) {
-  uint32_t w = b >> 6, r = d->prank[w >> 3];
-  for (uint32_t x = w & ~7u; x < w; x++) r += (uint32_t)__builtin_popcountll(d->pbits[x]);
-  return r + (uint32_t)__builtin_popcountll(d->pbits[w] & ((1ull << (b & 63)) - 1));
+  uint32_t w = b >> 6;
+  return d->prank[w] + popcount64(d->pbits[w] & ((1ull << (b & 63)) - 1));
 }
 
 static inline uint32_t pval_get(const es__dict *d, uint32_t i) {
@@ -146,7 +154,7 @@ static int load_prune(es__reader *r, es_model_t *m) {
   if (bucket <= 0)
     return es__reader_fail(r, ES_EFORMAT, start,
                            "pruned index at byte %zu, but the model has no buckets", start);
-  size_t nwords64 = ((size_t)bucket + 63) / 64 + 8, nblocks = nwords64 / 8 + 1;
+  size_t nwords64 = ((size_t)bucket + 63) / 64, nblocks = nwords64;
   d->pbits = calloc(nwords64, 8);
   d->prank = calloc(nblocks, 4);
   if (!d->pbits || !d->prank) return es__reader_fail(r, ES_ENOMEM, start, "out of memory");
@@ -166,8 +174,8 @@ static int load_prune(es__reader *r, es_model_t *m) {
   }
   uint32_t total = 0;
   for (size_t w = 0; w < nwords64; w++) {
-    if ((w & 7) == 0) d->prank[w >> 3] = total;
-    total += (uint32_t)__builtin_popcountll(d->pbits[w]);
+    d->prank[w] = total;
+    total += popcount64(d->pbits[w]);
   }
   d->pkept = total;
   d->pval_bits = 1;

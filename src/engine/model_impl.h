@@ -22,7 +22,7 @@
 /* The dictionary: the strings stay in the mapping; the loader builds a
  * lookup table (ids at load factor <= 0.7) and, for pruned models, the pruned
  * index as a rank bitmap over buckets plus bit-packed rows. About 8 bytes per
- * entry + 6 per table slot, and under 3 bits per bucket + row bits per kept
+ * entry + 4 per table slot, and 1.5 bits per bucket + row bits per kept
  * bucket, so a large vocabulary costs little private memory. */
 typedef struct es__dict {
   int32_t size, nwords, nlabels;
@@ -33,7 +33,7 @@ typedef struct es__dict {
   uint32_t *table;     /* open addressing: entry id + 1, 0 = empty */
   uint32_t mask;
   uint64_t *pbits;     /* pruned index: bit b set when bucket b is kept */
-  uint32_t *prank;     /* set bits before each 512-bit block */
+  uint32_t *prank;     /* set bits before each 64-bit word of pbits */
   uint8_t *pvals;      /* rows of kept buckets, by rank, pval_bits each */
   int pval_bits;
   uint32_t pkept;      /* number of kept buckets */

@@ -34,6 +34,7 @@ static const char LABEL_PREFIX[] = "__label__";
 
 struct es_scratch {
   const es_model_t *m;
+  uint64_t bucket_magic; /* fastmod reciprocal of bucket (0: no buckets) */
   int dim;
   int32_t nlabels;
   float *hidden, *overflow, *output;
@@ -103,6 +104,7 @@ es_scratch_t *es_scratch_new_ex(const es_model_t *m, const es_scratch_params_t *
   es_scratch_t *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   s->m = m;
+  if (m->args.bucket > 0) s->bucket_magic = UINT64_MAX / (uint32_t)m->args.bucket + 1;
   s->dim = m->args.dim;
   s->nlabels = m->dict.nlabels;
   s->hidden = malloc((size_t)s->dim * sizeof(float));
@@ -166,8 +168,9 @@ static void flush(es_scratch_t *s) {
     const es__matrix *mx = &m->in;
     es__pqrows pq = {mx->codes, mx->pq.centroids, mx->pq.nsubq, mx->pq.dsub, mx->pq.lastdsub};
     float norms[FEAT_BATCH];
-    if (mx->qnorm)
-      for (int i = 0; i < n; i++) norms[i] = es__matrix_norm(mx, s->feats[i]);
+    if (mx->qnorm) /* the norm quantizer is 1-d: centroid c is float c */
+      for (int i = 0; i < n; i++)
+        norms[i] = es__ld_f32(mx->npq.centroids + 4 * (size_t)mx->norm_codes[s->feats[i]]);
     m->k->add_rows_pq(s->acc, &pq, s->feats, mx->qnorm ? norms : NULL, n);
   }
   s->nfeat_total += n;
@@ -200,6 +203,13 @@ static inline void push_bucket(es_scratch_t *s, uint32_t bucket) {
   push_row(s, d->nwords + id);
 }
 
+/* h % bucket for 32-bit h without a division (Lemire's fastmod: exact for
+ * every 32-bit h and divisor). */
+static inline uint32_t bucket_of(const es_scratch_t *s, uint32_t h) {
+  uint64_t low = s->bucket_magic * h;
+  return (uint32_t)(((unsigned __int128)low * (uint32_t)s->m->args.bucket) >> 64);
+}
+
 static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
 
 /* Char n-grams of w[0..len) (which is "<" + word + ">" when final), for the
@@ -209,8 +219,7 @@ static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
 static size_t char_ngrams(es_scratch_t *s, const uint8_t *w, size_t len, size_t from, int final,
                           int at_start) {
   const es_model_args_t *a = &s->m->args;
-  uint32_t bucket = (uint32_t)a->bucket;
-  if (bucket == 0) return len; /* fastText would divide by zero; no buckets */
+  if (a->bucket == 0) return len; /* fastText would divide by zero; no buckets */
   for (size_t i = from; i < len; i++) {
     if (is_cont(w[i])) continue;
     if (!final) {
@@ -227,7 +236,7 @@ static size_t char_ngrams(es_scratch_t *s, const uint8_t *w, size_t len, size_t 
       h = es__fnv_step(h, w[j++]);
       while (j < len && is_cont(w[j])) h = es__fnv_step(h, w[j++]);
       if (n >= a->minn && !(n == 1 && ((at_start && i == 0) || (final && j == len))))
-        push_bucket(s, h % bucket);
+        push_bucket(s, bucket_of(s, h));
     }
   }
   return len;
@@ -482,6 +491,12 @@ static long find_k_best(es_scratch_t *s, int32_t k, float threshold, const float
   long len = 0;
   for (int32_t i = 0; i < s->nlabels; i++) {
     if (out[i] < threshold) continue;
+    /* A full heap rejects x when std_log(x) < the top's score. When x + 1e-5
+     * is below the top's p + 1e-5 by a relative 1e-5, the two logs differ by
+     * more than a float ulp (|log| < 16 here), so std_log(x) is strictly
+     * smaller and fastText rejects x too: skip the log. */
+    if (len == k && (double)out[i] + 1e-5 < ((double)out[heap[0].id] + 1e-5) * (1.0 - 1e-5))
+      continue;
     float lp = std_log(out[i]);
     if (len == k && lp < heap[0].score) continue;
     heap[len].score = lp;
