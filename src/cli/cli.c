@@ -49,32 +49,3 @@ int cli_open_input(const char *path) {
   return fd;
 }
 
-int cli_for_each_line(int fd, const es_model_t *m, es_scratch_t *s, cli_line_fn fn, void *ctx) {
-  static char buf[1 << 14];
-  int started = 0;
-  es_line_begin(s);
-  for (;;) {
-    ssize_t got = read(fd, buf, sizeof buf);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      fprintf(stderr, "edgeserve: read error: %s\n", strerror(errno));
-      return -1;
-    }
-    if (got == 0) break;
-    size_t pos = 0;
-    while (pos < (size_t)got) {
-      int done;
-      started = 1;
-      pos += es_line_feed(m, s, buf + pos, (size_t)got - pos, &done);
-      if (done) {
-        fn(ctx, m, s);
-        es_line_begin(s);
-        started = 0;
-      }
-    }
-  }
-  if (started) fn(ctx, m, s);
-  return 0;
-}
-
-void cli_print_float(FILE *f, double v) { fprintf(f, "%g", v); }

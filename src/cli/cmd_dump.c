@@ -41,7 +41,7 @@ static int dump_matrix(const es_model_t *m, int which) {
     es_model_row(m, which, i, row);
     for (int64_t j = 0; j < cols; j++) {
       if (j) putchar(' ');
-      cli_print_float(stdout, row[j]);
+      printf("%g", row[j]);
     }
     putchar('\n');
   }
@@ -66,7 +66,7 @@ int es_cmd_dump(int argc, char **argv) {
     printf("loss %s\nmodel %s\nbucket %d\nminn %d\nmaxn %d\nlrUpdateRate %d\nt ",
            loss_name(a->loss), model_name(a->model), a->bucket, a->minn, a->maxn,
            a->lr_update_rate);
-    cli_print_float(stdout, a->t);
+    printf("%g", a->t);
     putchar('\n');
   } else if (!strcmp(what, "dict")) {
     es_model_info_t info;

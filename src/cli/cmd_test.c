@@ -26,8 +26,9 @@ typedef struct {
   counts *per_label;
 } test_ctx;
 
-static void on_line(void *arg, const es_model_t *m, es_scratch_t *s) {
+static void on_line(void *arg, const es_model_t *m, es_scratch_t *s, cli_buf *out) {
   test_ctx *c = arg;
+  (void)out;
   es_line_end(m, s);
   int32_t nlab, n = 0;
   const int32_t *labels = es_line_labels(s, &nlab);
@@ -60,32 +61,52 @@ static void metric(const char *name, double v) {
 }
 
 int es_cmd_test(int argc, char **argv) {
+  int nthreads = cli_take_threads(&argc, argv);
+  if (nthreads < 0) return 2;
   if (argc < 3 || argc > 5) {
-    fprintf(stderr, "usage: edgeserve %s MODEL FILE|- [k] [threshold]\n", argv[0]);
+    fprintf(stderr, "usage: edgeserve %s MODEL FILE|- [k] [threshold] [--threads N]\n", argv[0]);
     return 2;
   }
   int per_label = strcmp(argv[0], "test-label") == 0;
-  test_ctx c = {1, 0.0f, NULL, 0, 0, {0, 0, 0}, NULL};
-  if (argc > 3 && cli_parse_int(argv[3], "k", &c.k)) return 2;
-  if (argc > 4 && cli_parse_float(argv[4], "threshold", &c.threshold)) return 2;
-  if (c.k == 0 || c.k < -1) {
+  test_ctx base = {1, 0.0f, NULL, 0, 0, {0, 0, 0}, NULL};
+  if (argc > 3 && cli_parse_int(argv[3], "k", &base.k)) return 2;
+  if (argc > 4 && cli_parse_float(argv[4], "threshold", &base.threshold)) return 2;
+  if (base.k == 0 || base.k < -1) {
     fprintf(stderr, "edgeserve: k must be 1 or higher, or -1 for all labels\n");
     return 2;
   }
   es_model_t *m = cli_open_model(argv[1]);
   if (!m) return 1;
-  int rc = 1;
+  int rc = 1, fd = cli_open_input(argv[2]);
   int32_t nl = es_model_nlabels(m);
-  es_scratch_t *s = es_scratch_new(m);
-  c.cap = es_predict_count(m, c.k);
-  c.pred = malloc((size_t)c.cap * sizeof *c.pred);
-  c.per_label = calloc((size_t)nl, sizeof *c.per_label);
-  int fd = cli_open_input(argv[2]);
-  if (!s || !c.pred || !c.per_label) fprintf(stderr, "edgeserve: out of memory\n");
-  if (s && c.pred && c.per_label && fd >= 0 && cli_for_each_line(fd, m, s, on_line, &c) == 0) {
+  base.cap = es_predict_count(m, base.k);
+  test_ctx *ctx = calloc((size_t)nthreads, sizeof *ctx);
+  void **tctx = calloc((size_t)nthreads, sizeof *tctx);
+  int ok = ctx && tctx;
+  for (int t = 0; ok && t < nthreads; t++) {
+    ctx[t] = base;
+    ctx[t].pred = malloc((size_t)base.cap * sizeof *base.pred);
+    ctx[t].per_label = calloc((size_t)nl, sizeof *base.per_label);
+    tctx[t] = &ctx[t];
+    ok = ctx[t].pred && ctx[t].per_label;
+  }
+  if (!ok) fprintf(stderr, "edgeserve: out of memory\n");
+  if (ok && fd >= 0 && cli_run_lines(fd, m, nthreads, on_line, tctx) == 0) {
+    test_ctx *c = &ctx[0]; /* merge every thread's counts into thread 0's */
+    for (int t = 1; t < nthreads; t++) {
+      c->nexamples += ctx[t].nexamples;
+      c->all.gold += ctx[t].all.gold;
+      c->all.predicted += ctx[t].all.predicted;
+      c->all.predicted_gold += ctx[t].all.predicted_gold;
+      for (int32_t i = 0; i < nl; i++) {
+        c->per_label[i].gold += ctx[t].per_label[i].gold;
+        c->per_label[i].predicted += ctx[t].per_label[i].predicted;
+        c->per_label[i].predicted_gold += ctx[t].per_label[i].predicted_gold;
+      }
+    }
     if (per_label) {
       for (int32_t i = 0; i < nl; i++) {
-        const counts *l = &c.per_label[i];
+        const counts *l = &c->per_label[i];
         double p = (double)l->predicted_gold / (double)l->predicted;
         double r = (double)l->predicted_gold / (double)l->gold;
         double f1 = p + r != 0 ? 2 * p * r / (p + r) : NAN;
@@ -98,18 +119,21 @@ int es_cmd_test(int argc, char **argv) {
       }
     }
     const char *fmt = per_label ? "%.3f" : "%.3g";
-    printf("N\t%llu\n", (unsigned long long)c.nexamples);
-    printf("P@%d\t", c.k);
-    printf(fmt, (double)c.all.predicted_gold / (double)c.all.predicted);
-    printf("\nR@%d\t", c.k);
-    printf(fmt, (double)c.all.predicted_gold / (double)c.all.gold);
+    printf("N\t%llu\n", (unsigned long long)c->nexamples);
+    printf("P@%d\t", c->k);
+    printf(fmt, (double)c->all.predicted_gold / (double)c->all.predicted);
+    printf("\nR@%d\t", c->k);
+    printf(fmt, (double)c->all.predicted_gold / (double)c->all.gold);
     printf("\n");
     rc = fflush(stdout) ? 1 : 0;
   }
   if (fd > 0) close(fd);
-  free(c.pred);
-  free(c.per_label);
-  es_scratch_free(s);
+  for (int t = 0; ctx && t < nthreads; t++) {
+    free(ctx[t].pred);
+    free(ctx[t].per_label);
+  }
+  free(ctx);
+  free(tctx);
   es_model_close(m);
   return rc;
 }

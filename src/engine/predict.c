@@ -369,6 +369,7 @@ static int end_long_token(es_scratch_t *s) {
     push_word_hash(s, s->tok_hash);
   }
   s->tok_long = 0;
+  s->tok[0] = '<'; /* spilling moved the tail of the token over it */
   s->toklen = 1;
   return 0;
 }
