@@ -46,6 +46,10 @@ typedef struct es_scratch_params {
    * the word n-grams beyond the limit are summed in a separate accumulator,
    * which may change the last bits of the result. Default 1,048,576. */
   int64_t max_line_words;
+  /* Bytes buffered for one token (default 4096; never less than the longest
+   * dictionary entry plus a char n-gram window). Longer tokens cannot be in
+   * the dictionary and are streamed through the buffer with the same result. */
+  size_t token_bytes;
 } es_scratch_params_t;
 
 es_scratch_params_t es_scratch_default_params(void);

@@ -61,7 +61,7 @@ struct es_scratch {
 };
 
 es_scratch_params_t es_scratch_default_params(void) {
-  es_scratch_params_t p = {1 << 20};
+  es_scratch_params_t p = {1 << 20, MIN_TOKCAP};
   return p;
 }
 
@@ -69,18 +69,18 @@ static int uses_word_ngrams(const es_model_t *m) {
   return m->args.word_ngrams > 1 && m->args.bucket > 0 && m->dict.pruneidx_size != 0;
 }
 
-static size_t tokcap_for(const es_model_t *m) {
+static size_t tokcap_for(const es_model_t *m, size_t want) {
   size_t cap = m->dict.max_len + 2;
   size_t win = (size_t)m->args.maxn * 8 + 16;
   if (cap < win) cap = win;
-  if (cap < MIN_TOKCAP) cap = MIN_TOKCAP;
+  if (cap < want) cap = want;
   return cap;
 }
 
 uint64_t es__scratch_bytes(const es_model_t *m) {
   uint64_t dim = (uint64_t)m->args.dim, nl = (uint64_t)m->dict.nlabels;
   uint64_t b = sizeof(struct es_scratch) + 3 * dim * 4 + nl * 4 + (nl + 1) * sizeof(es__pair) +
-               tokcap_for(m) + 16 * 4;
+               tokcap_for(m, MIN_TOKCAP) + 16 * 4;
   if (m->args.loss == ES_LOSS_HS) b += 2 * nl * 8;
   if (uses_word_ngrams(m)) b += INITIAL_WHASH * 4;
   return b;
@@ -111,7 +111,7 @@ es_scratch_t *es_scratch_new_ex(const es_model_t *m, const es_scratch_params_t *
   s->overflow = malloc((size_t)s->dim * sizeof(float));
   s->output = malloc((size_t)s->nlabels * sizeof(float));
   s->heap = malloc(((size_t)s->nlabels + 1) * sizeof(es__pair));
-  s->tokcap = tokcap_for(m);
+  s->tokcap = tokcap_for(m, p && p->token_bytes ? p->token_bytes : MIN_TOKCAP);
   s->tok = malloc(s->tokcap);
   s->labcap = 16;
   s->labels = malloc((size_t)s->labcap * sizeof(int32_t));
