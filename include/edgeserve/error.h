@@ -16,14 +16,14 @@ extern "C" {
 
 enum {
   ES_OK = 0,
-  ES_ENOMEM = -1,     /* an allocation failed */
-  ES_EIO = -2,        /* a read, write, open or mmap failed (see errno text) */
-  ES_EFORMAT = -3,    /* a file is not in the expected format or is corrupt */
-  ES_EVERSION = -4,   /* a file's format version is not supported */
-  ES_EINVAL = -5,     /* an argument is invalid */
-  ES_ERANGE = -6,     /* a value is out of range (too large to map, ...) */
+  ES_ENOMEM = -1,       /* an allocation failed */
+  ES_EIO = -2,          /* a read, write, open or mmap failed (see errno text) */
+  ES_EFORMAT = -3,      /* a file is not in the expected format or is corrupt */
+  ES_EVERSION = -4,     /* a file's format version is not supported */
+  ES_EINVAL = -5,       /* an argument is invalid */
+  ES_ERANGE = -6,       /* a value is out of range (too large to map, ...) */
   ES_EUNSUPPORTED = -7, /* valid, but not something edgeserve does */
-  ES_EMULTILINE = -8, /* a single text contains a newline before its end */
+  ES_EMULTILINE = -8,   /* a single text contains a newline before its end */
 };
 
 /* A detailed error report. `offset` is the byte offset in the file the error

@@ -50,18 +50,18 @@ typedef struct es_model_info {
   int64_t pruneidx_size;        /* -1 when never pruned */
   int quant_input, qnorm_input; /* input matrix product-quantized, with norms */
   int quant_output, qnorm_output;
-  int32_t dsub_input;           /* sub-vector width when quantized */
+  int32_t dsub_input; /* sub-vector width when quantized */
   int64_t input_rows, input_cols;
   int64_t output_rows, output_cols;
-  uint64_t file_bytes;          /* size of the mapped file */
-  uint64_t private_bytes;       /* heap owned by the model (dictionary table, tree) */
-  uint64_t scratch_bytes;       /* one es_scratch_t for this model */
-  es_simd_t simd;               /* kernels in use */
+  uint64_t file_bytes;    /* size of the mapped file */
+  uint64_t private_bytes; /* heap owned by the model (dictionary table, tree) */
+  uint64_t scratch_bytes; /* one es_scratch_t for this model */
+  es_simd_t simd;         /* kernels in use */
 } es_model_info_t;
 
 typedef struct es_model_params {
-  es_simd_t simd;     /* default ES_SIMD_AUTO */
-  int populate;       /* nonzero: pre-fault the mapping (MAP_POPULATE) */
+  es_simd_t simd; /* default ES_SIMD_AUTO */
+  int populate;   /* nonzero: pre-fault the mapping (MAP_POPULATE) */
 } es_model_params_t;
 
 es_model_params_t es_model_default_params(void);
@@ -95,8 +95,8 @@ const char *es_model_label(const es_model_t *m, int32_t id, size_t *len);
 
 /* Dictionary entry `i` (0 <= i < nentries): text, count and type (0 word,
  * 1 label). Returns 0, or ES_EINVAL when i is out of range. */
-int es_model_entry(const es_model_t *m, int32_t i, const char **text, size_t *len,
-                   int64_t *count, int *type);
+int es_model_entry(const es_model_t *m, int32_t i, const char **text, size_t *len, int64_t *count,
+                   int *type);
 
 /* Copies row `row` of the input (which = 0) or output (which = 1) matrix,
  * decoded when quantized, into dst[cols]. Returns 0 or ES_EINVAL. */

@@ -48,4 +48,3 @@ int cli_open_input(const char *path) {
   if (fd < 0) fprintf(stderr, "edgeserve: cannot open input %s: %s\n", path, strerror(errno));
   return fd;
 }
-

@@ -61,8 +61,8 @@ int es_cmd_dump(int argc, char **argv) {
   const char *what = argv[2];
   if (!strcmp(what, "args")) {
     const es_model_args_t *a = es_model_args(m);
-    printf("dim %d\nws %d\nepoch %d\nminCount %d\nneg %d\nwordNgrams %d\n", a->dim, a->ws,
-           a->epoch, a->min_count, a->neg, a->word_ngrams);
+    printf("dim %d\nws %d\nepoch %d\nminCount %d\nneg %d\nwordNgrams %d\n", a->dim, a->ws, a->epoch,
+           a->min_count, a->neg, a->word_ngrams);
     printf("loss %s\nmodel %s\nbucket %d\nminn %d\nmaxn %d\nlrUpdateRate %d\nt ",
            loss_name(a->loss), model_name(a->model), a->bucket, a->minn, a->maxn,
            a->lr_update_rate);

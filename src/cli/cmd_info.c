@@ -39,8 +39,7 @@ int es_cmd_info(int argc, char **argv) {
   printf("dim          %d\n", i.args.dim);
   printf("words        %d\n", i.nwords);
   printf("labels       %d\n", i.nlabels);
-  printf("buckets      %d%s\n", i.args.bucket,
-         i.pruneidx_size >= 0 ? " (pruned index)" : "");
+  printf("buckets      %d%s\n", i.args.bucket, i.pruneidx_size >= 0 ? " (pruned index)" : "");
   if (i.pruneidx_size > 0) printf("kept buckets %lld\n", (long long)i.pruneidx_size);
   printf("char ngrams  %d..%d\n", i.args.minn, i.args.maxn);
   printf("word ngrams  %d\n", i.args.word_ngrams);

@@ -38,10 +38,11 @@ int es_cmd_predict(int argc, char **argv) {
   int nthreads = cli_take_threads(&argc, argv);
   if (nthreads < 0) return 2;
   if (argc < 3 || argc > 5) {
-    fprintf(stderr, "usage: edgeserve %s MODEL FILE|- [k] [threshold] [--threads N]\n"
-                    "  k          number of labels to print (default 1, -1 for all)\n"
-                    "  threshold  minimum probability (default 0.0)\n"
-                    "  --threads  threads predicting (default: all online CPUs)\n",
+    fprintf(stderr,
+            "usage: edgeserve %s MODEL FILE|- [k] [threshold] [--threads N]\n"
+            "  k          number of labels to print (default 1, -1 for all)\n"
+            "  threshold  minimum probability (default 0.0)\n"
+            "  --threads  threads predicting (default: all online CPUs)\n",
             argv[0]);
     return 2;
   }

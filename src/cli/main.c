@@ -8,15 +8,16 @@
 #include "cli.h"
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: edgeserve <command> <args>\n\n"
-             "commands:\n"
-             "  predict       MODEL FILE|- [k] [threshold]  most likely labels, one line per input\n"
-             "  predict-prob  MODEL FILE|- [k] [threshold]  ... with probabilities\n"
-             "  test          MODEL FILE|- [k] [threshold]  precision and recall at k\n"
-             "  test-label    MODEL FILE|- [k] [threshold]  ... and per label\n"
-             "  dump          MODEL args|dict|input|output  print part of a model\n"
-             "  info          MODEL                         shape, sizes, memory to serve it\n"
-             "\nMODEL is a fastText .bin or .ftz file; FILE - reads standard input.\n");
+  fprintf(f,
+          "usage: edgeserve <command> <args>\n\n"
+          "commands:\n"
+          "  predict       MODEL FILE|- [k] [threshold]  most likely labels, one line per input\n"
+          "  predict-prob  MODEL FILE|- [k] [threshold]  ... with probabilities\n"
+          "  test          MODEL FILE|- [k] [threshold]  precision and recall at k\n"
+          "  test-label    MODEL FILE|- [k] [threshold]  ... and per label\n"
+          "  dump          MODEL args|dict|input|output  print part of a model\n"
+          "  info          MODEL                         shape, sizes, memory to serve it\n"
+          "\nMODEL is a fastText .bin or .ftz file; FILE - reads standard input.\n");
 }
 
 int main(int argc, char **argv) {
@@ -25,7 +26,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *cmd = argv[1];
-  if (!strcmp(cmd, "predict") || !strcmp(cmd, "predict-prob")) return es_cmd_predict(argc - 1, argv + 1);
+  if (!strcmp(cmd, "predict") || !strcmp(cmd, "predict-prob"))
+    return es_cmd_predict(argc - 1, argv + 1);
   if (!strcmp(cmd, "test") || !strcmp(cmd, "test-label")) return es_cmd_test(argc - 1, argv + 1);
   if (!strcmp(cmd, "dump")) return es_cmd_dump(argc - 1, argv + 1);
   if (!strcmp(cmd, "info")) return es_cmd_info(argc - 1, argv + 1);

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ES__FNV_INIT 2166136261u
+#define ES__FNV_INIT  2166136261u
 #define ES__FNV_PRIME 16777619u
 #define ES__NGRAM_MIX 116049371u
 

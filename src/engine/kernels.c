@@ -46,8 +46,8 @@ static void dot_rows_scalar(const uint8_t *base, int64_t nrows, int n, const flo
   for (; r < nrows; r++) out[r] = es__dot_row(base + (size_t)r * stride, x, n);
 }
 
-void es__add_rows_pq_scalar(float *h, const es__pqrows *pq, const int32_t *rows,
-                            const float *norms, int count) {
+void es__add_rows_pq_scalar(float *h, const es__pqrows *pq, const int32_t *rows, const float *norms,
+                            int count) {
   for (int i = 0; i < count; i++) {
     const uint8_t *code = pq->codes + (size_t)rows[i] * pq->nsubq;
     for (int32_t j = 0; j < pq->nsubq; j++) {

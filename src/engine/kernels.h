@@ -44,16 +44,16 @@ typedef struct es__kernels {
 } es__kernels;
 
 const es__kernels *es__kernels_scalar(void);
-const es__kernels *es__kernels_avx2(void);  /* NULL when not built in */
-const es__kernels *es__kernels_neon(void);  /* NULL when not built in */
+const es__kernels *es__kernels_avx2(void); /* NULL when not built in */
+const es__kernels *es__kernels_neon(void); /* NULL when not built in */
 
 /* Kernels for `want`, or the best available for ES_SIMD_AUTO. NULL when the
  * requested level is not built in or not supported by this CPU. */
 const es__kernels *es__kernels_get(es_simd_t want);
 
 /* The scalar PQ kernel, also the fallback of the vector ones. */
-void es__add_rows_pq_scalar(float *h, const es__pqrows *pq, const int32_t *rows,
-                            const float *norms, int count);
+void es__add_rows_pq_scalar(float *h, const es__pqrows *pq, const int32_t *rows, const float *norms,
+                            int count);
 
 /* Scalar sequential dot product of one row (fastText's dotRow). */
 float es__dot_row(const uint8_t *row, const float *x, int n);

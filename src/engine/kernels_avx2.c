@@ -22,7 +22,8 @@ static void add_rows_avx2(float *h, const uint8_t *base, const int32_t *rows, in
   int i = 0;
   for (; i + 4 <= count; i += 4) {
     const uint8_t *a = base + (size_t)rows[i] * stride, *b = base + (size_t)rows[i + 1] * stride;
-    const uint8_t *c = base + (size_t)rows[i + 2] * stride, *d = base + (size_t)rows[i + 3] * stride;
+    const uint8_t *c = base + (size_t)rows[i + 2] * stride,
+                  *d = base + (size_t)rows[i + 3] * stride;
     int j = 0;
     for (; j + 8 <= n; j += 8) {
       size_t o = 4 * (size_t)j;
@@ -75,11 +76,10 @@ static void dot_rows_avx2(const uint8_t *base, int64_t nrows, int n, const float
       __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
       __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
       __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-      __m256 col[8] = {
-          _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
-          _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
-          _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
-          _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+      __m256 col[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                       _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                       _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                       _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
       for (int c = 0; c < 8; c++)
         acc = _mm256_add_ps(acc, _mm256_mul_ps(col[c], _mm256_set1_ps(x[j + c])));
     }
@@ -102,7 +102,8 @@ static inline __m256 pq2_chunk(const uint8_t *cent, const uint8_t *code, int32_t
   memcpy(&v1, b + 2048 + 8 * (size_t)code[j + 1], 8);
   memcpy(&v2, b + 4096 + 8 * (size_t)code[j + 2], 8);
   memcpy(&v3, b + 6144 + 8 * (size_t)code[j + 3], 8);
-  return _mm256_castsi256_ps(_mm256_set_epi64x((long long)v3, (long long)v2, (long long)v1, (long long)v0));
+  return _mm256_castsi256_ps(
+      _mm256_set_epi64x((long long)v3, (long long)v2, (long long)v1, (long long)v0));
 }
 
 /* dsub 2 (fastText's default). As add_rows_avx2, four rows are summed per

@@ -24,10 +24,10 @@
 #include "hash.h"
 #include "reader.h"
 
-#define FT_MAGIC 793712314
+#define FT_MAGIC   793712314
 #define FT_VERSION 12
-#define MAX_DIM (1 << 20)
-#define MAX_MAXN 1024
+#define MAX_DIM    (1 << 20)
+#define MAX_MAXN   1024
 
 es_model_params_t es_model_default_params(void) {
   es_model_params_t p = {ES_SIMD_AUTO, 0};
@@ -103,11 +103,12 @@ static void dict_free(es__dict *d) {
 
 static int load_args(es__reader *r, es_model_t *m) {
   es_model_args_t *a = &m->args;
-  int32_t *fields[] = {&a->dim,  &a->ws,     &a->epoch, &a->min_count, &a->neg,  &a->word_ngrams,
-                       &a->loss, &a->model,  &a->bucket, &a->minn,     &a->maxn, &a->lr_update_rate};
-  static const char *names[] = {"args.dim",  "args.ws",     "args.epoch", "args.minCount",
-                                "args.neg",  "args.wordNgrams", "args.loss", "args.model",
-                                "args.bucket", "args.minn", "args.maxn", "args.lrUpdateRate"};
+  int32_t *fields[] = {&a->dim,    &a->ws,          &a->epoch, &a->min_count,
+                       &a->neg,    &a->word_ngrams, &a->loss,  &a->model,
+                       &a->bucket, &a->minn,        &a->maxn,  &a->lr_update_rate};
+  static const char *names[] = {
+      "args.dim",  "args.ws",    "args.epoch",  "args.minCount", "args.neg",  "args.wordNgrams",
+      "args.loss", "args.model", "args.bucket", "args.minn",     "args.maxn", "args.lrUpdateRate"};
   for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) es__read_i32(r, fields[i], names[i]);
   if (es__read_f64(r, &a->t, "args.t")) return r->failed;
   if (m->version == 11 && a->model == ES_MODEL_SUPERVISED) a->maxn = 0;
@@ -201,8 +202,7 @@ static int load_dict(es__reader *r, es_model_t *m) {
   es__read_i32(r, &d->nlabels, "dictionary nlabels");
   es__read_i64(r, &d->ntokens, "dictionary ntokens");
   if (es__read_i64(r, &d->pruneidx_size, "dictionary pruneidx_size")) return r->failed;
-  if (d->size < 0 || d->nwords < 0 || d->nlabels < 0 ||
-      (int64_t)d->nwords + d->nlabels != d->size)
+  if (d->size < 0 || d->nwords < 0 || d->nlabels < 0 || (int64_t)d->nwords + d->nlabels != d->size)
     return es__reader_fail(r, ES_EFORMAT, at,
                            "dictionary counts at byte %zu are inconsistent: size %d, nwords %d, "
                            "nlabels %d",
@@ -211,8 +211,8 @@ static int load_dict(es__reader *r, es_model_t *m) {
    * file can hold is corrupt, and checking first bounds the allocation. */
   if ((uint64_t)d->size * 10 > r->len - r->pos)
     return es__reader_fail(r, ES_EFORMAT, at,
-                           "dictionary size %d at byte %zu cannot fit in the %zu bytes left", d->size,
-                           at, r->len - r->pos);
+                           "dictionary size %d at byte %zu cannot fit in the %zu bytes left",
+                           d->size, at, r->len - r->pos);
   if (d->nlabels == 0)
     return es__reader_fail(r, ES_EFORMAT, at + 8, "the model has no labels (nlabels 0 at byte %zu)",
                            at + 8);
@@ -383,8 +383,8 @@ static int load(es_model_t *m, es_error_t *err) {
   es__read_i32(r, &magic, "magic");
   if (es__read_i32(r, &m->version, "version")) return r->failed;
   if (magic != FT_MAGIC)
-    return es__reader_fail(r, ES_EFORMAT, 0,
-                           "not a fastText model: magic %d at byte 0, expected %d", magic, FT_MAGIC);
+    return es__reader_fail(
+        r, ES_EFORMAT, 0, "not a fastText model: magic %d at byte 0, expected %d", magic, FT_MAGIC);
   if (m->version > FT_VERSION || m->version < 11)
     return es__reader_fail(r, ES_EVERSION, 4,
                            "fastText format version %d at byte 4 is not supported (11 or 12)",

@@ -32,13 +32,13 @@ typedef struct es__dict {
   uint32_t *hashes;    /* entry -> FNV hash of its string */
   uint32_t *table;     /* open addressing: entry id + 1, 0 = empty */
   uint32_t mask;
-  uint64_t *pbits;     /* pruned index: bit b set when bucket b is kept */
-  uint32_t *prank;     /* set bits before each 64-bit word of pbits */
-  uint8_t *pvals;      /* rows of kept buckets, by rank, pval_bits each */
+  uint64_t *pbits; /* pruned index: bit b set when bucket b is kept */
+  uint32_t *prank; /* set bits before each 64-bit word of pbits */
+  uint8_t *pvals;  /* rows of kept buckets, by rank, pval_bits each */
   int pval_bits;
-  uint32_t pkept;      /* number of kept buckets */
-  size_t max_len;      /* longest entry */
-  int32_t eos;         /* id of "</s>", -1 when absent */
+  uint32_t pkept; /* number of kept buckets */
+  size_t max_len; /* longest entry */
+  int32_t eos;    /* id of "</s>", -1 when absent */
 } es__dict;
 
 typedef struct es__pq {
@@ -51,7 +51,7 @@ typedef struct es__matrix {
   int64_t m, n;
   const uint8_t *data; /* dense: m * n floats */
   int qnorm;
-  const uint8_t *codes;      /* m * nsubq */
+  const uint8_t *codes; /* m * nsubq */
   es__pq pq;
   const uint8_t *norm_codes; /* m, when qnorm */
   es__pq npq;                /* 1-d quantizer of the norms */

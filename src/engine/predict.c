@@ -25,9 +25,9 @@
 #include "reader.h"
 #include "topk.h"
 
-#define FEAT_BATCH 32
-#define MIN_TOKCAP 4096
-#define MAX_TOKCAP (16u << 20)
+#define FEAT_BATCH    32
+#define MIN_TOKCAP    4096
+#define MAX_TOKCAP    (16u << 20)
 #define INITIAL_WHASH 4096
 static const char LABEL_PREFIX[] = "__label__";
 #define LABEL_PREFIX_LEN 9
@@ -252,8 +252,9 @@ static int process_token(es_scratch_t *s, const uint8_t *t, size_t len) {
   uint32_t h = es__hash(t, len);
   int32_t wid = es__dict_find(d, (const char *)t, len, h);
   int is_eos = len == 4 && memcmp(t, "</s>", 4) == 0;
-  int is_label = wid >= 0 ? wid >= d->nwords
-                          : len >= LABEL_PREFIX_LEN && memcmp(t, LABEL_PREFIX, LABEL_PREFIX_LEN) == 0;
+  int is_label = wid >= 0
+                     ? wid >= d->nwords
+                     : len >= LABEL_PREFIX_LEN && memcmp(t, LABEL_PREFIX, LABEL_PREFIX_LEN) == 0;
   if (!is_label) {
     if (wid >= 0) {
       push_row(s, wid);
@@ -332,8 +333,8 @@ static void spill_token(es_scratch_t *s) {
   const es_model_t *m = s->m;
   if (!s->tok_long) {
     s->tok_long = 1;
-    s->tok_long_label =
-        s->toklen - 1 >= LABEL_PREFIX_LEN && memcmp(s->tok + 1, LABEL_PREFIX, LABEL_PREFIX_LEN) == 0;
+    s->tok_long_label = s->toklen - 1 >= LABEL_PREFIX_LEN &&
+                        memcmp(s->tok + 1, LABEL_PREFIX, LABEL_PREFIX_LEN) == 0;
     s->tok_long_at_start = 1;
     s->tok_hash = es__hash(s->tok + 1, s->toklen - 1);
   }
@@ -560,9 +561,7 @@ int es_line_predict(const es_model_t *m, es_scratch_t *s, int32_t k, float thres
   long len;
   float *o = s->output;
   switch (m->args.loss) {
-  case ES_LOSS_HS:
-    len = hs_search(s, k, threshold);
-    break;
+  case ES_LOSS_HS: len = hs_search(s, k, threshold); break;
   case ES_LOSS_SOFTMAX: {
     output_scores(m, s->hidden, o);
     float max = o[0], z = 0.0f;
