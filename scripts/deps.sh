@@ -5,12 +5,12 @@
 #        scripts/deps.sh bench      also the benchmark tools
 set -euo pipefail
 
+# Each package is here because code in the tree uses it; later modules add
+# theirs (libmicrohttpd, cJSON, SQLite, ... with the server).
 pkgs=(
   build-essential cmake pkg-config
   libcmocka-dev          # unit tests
   fasttext               # compatibility oracle in tests and benchmarks
-  zlib1g-dev liblz4-dev libsqlite3-dev libcjson-dev libmicrohttpd-dev
-  libhiredis-dev libinih-dev
 )
 if [ "${1:-}" = bench ]; then
   pkgs+=(hyperfine time)

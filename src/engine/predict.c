@@ -206,8 +206,12 @@ static inline void push_bucket(es_scratch_t *s, uint32_t bucket) {
 /* h % bucket for 32-bit h without a division (Lemire's fastmod: exact for
  * every 32-bit h and divisor). */
 static inline uint32_t bucket_of(const es_scratch_t *s, uint32_t h) {
-  uint64_t low = s->bucket_magic * h;
-  return (uint32_t)(((unsigned __int128)low * (uint32_t)s->m->args.bucket) >> 64);
+  uint64_t low = s->bucket_magic * h, d = (uint32_t)s->m->args.bucket;
+#if defined(__SIZEOF_INT128__)
+  return (uint32_t)(((unsigned __int128)low * d) >> 64);
+#else /* 32-bit targets: the high 64 bits of a 64 x 32-bit product */
+  return (uint32_t)(((low >> 32) * d + (((low & 0xffffffffu) * d) >> 32)) >> 32);
+#endif
 }
 
 static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }

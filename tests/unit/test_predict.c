@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "edgeserve/predict.h"
+#include "edgeserve/edgeserve.h"
 #include "ftmodel.h"
 
 static const char *texts[] = {

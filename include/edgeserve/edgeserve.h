@@ -1,0 +1,48 @@
+/*
+ * edgeserve.h - libedgeserve, ML serving for small machines.
+ *
+ * This header includes the whole public API. The pieces, today:
+ *
+ *   error.h    ES_E* codes, es_error_t reports, es_strerror()
+ *   model.h    es_model_t: fastText 0.9.2 .bin/.ftz classifiers, opened by
+ *              memory-mapping the file read-only; every field is validated
+ *              before use, so a corrupt file is an error, never a crash
+ *   predict.h  es_scratch_t and es_predict(): fastText-exact prediction,
+ *              thread-safe with one scratch per thread, no allocation on the
+ *              hot path; single text, batch and streaming (any line length)
+ *
+ * A first program:
+ *
+ *   #include <edgeserve/edgeserve.h>
+ *
+ *   es_model_t *m;
+ *   es_error_t err;
+ *   if (es_model_open(&m, "media.ftz", NULL, &err) < 0) {
+ *     fprintf(stderr, "%s\n", err.msg);     // names the problem and byte offset
+ *     return 1;
+ *   }
+ *   es_scratch_t *s = es_scratch_new(m);    // one per thread
+ *   es_prediction_t top[3];
+ *   int32_t n;
+ *   const char *name = "la casa di carta s02e05 ita eng";
+ *   es_predict(m, s, name, strlen(name), 3, 0.0f, top, 3, &n);
+ *   for (int32_t i = 0; i < n; i++) {
+ *     size_t len;
+ *     const char *label = es_model_label(m, top[i].label, &len);
+ *     printf("%.*s %g\n", (int)len, label, top[i].prob);
+ *   }
+ *   es_scratch_free(s);
+ *   es_model_close(m);
+ *
+ * Conventions: functions that can fail return 0 or a negative ES_E* code;
+ * every _new/_open has its _free/_close; nothing in the library exits or
+ * keeps hidden global state.
+ */
+#ifndef EDGESERVE_H
+#define EDGESERVE_H
+
+#include "edgeserve/error.h"
+#include "edgeserve/model.h"
+#include "edgeserve/predict.h"
+
+#endif
