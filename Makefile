@@ -1,14 +1,17 @@
 # edgeserve - top-level driver for CMake.
 #   make          build (Release) into build/
 #   make test     install missing Debian packages, build with -Werror, run the
-#                 whole suite, then the unit tests again under ASan + UBSan
+#                 whole suite, the unit tests again under ASan + UBSan, and
+#                 the ARM check (test-arm)
+#   make test-arm cross-build for arm64 and armhf and compare with fastText
+#                 under qemu-user (tests/arm/arm-check.sh)
 #   make bench    the benchmarks of bench/ (see README)
 #   make format   clang-format every C file
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build asan test test-unit bench format clean
+.PHONY: all deps build asan test test-unit test-arm bench format clean
 
 all: build
 
@@ -27,9 +30,14 @@ test: build asan
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -L unit -j$(JOBS)
+	$(MAKE) --no-print-directory test-arm
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j$(JOBS)
+
+test-arm: deps
+	@scripts/deps.sh arm
+	tests/arm/arm-check.sh
 
 bench: build
 	@scripts/deps.sh bench
@@ -39,4 +47,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-aarch64 build-armhf

@@ -3,6 +3,7 @@
 # Idempotent: when every package is present it only runs dpkg-query and exits.
 # Usage: scripts/deps.sh            build + test dependencies
 #        scripts/deps.sh bench      also the benchmark tools
+#        scripts/deps.sh arm        also cross compilers and qemu-user
 set -euo pipefail
 
 # Each package is here because code in the tree uses it; later modules add
@@ -12,9 +13,11 @@ pkgs=(
   libcmocka-dev          # unit tests
   fasttext               # compatibility oracle in tests and benchmarks
 )
-if [ "${1:-}" = bench ]; then
-  pkgs+=(hyperfine time)
-fi
+case "${1:-}" in
+bench) pkgs+=(hyperfine time) ;;
+arm) pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross
+            libc6-dev-armhf-cross qemu-user-static) ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

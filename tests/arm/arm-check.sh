@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# arm-check.sh - proves the ARM builds (arm64, and armhf = 32-bit Raspberry Pi
+# OS) predict exactly what fastText predicts on x86-64: cross-builds the
+# edgeserve program statically for each, runs it under qemu-user on models
+# trained on this machine by Debian's fasttext, and compares byte for byte.
+# The NEON kernels are what runs there (checked with `edgeserve info`).
+# Usage: tests/arm/arm-check.sh   (run by `make test-arm`)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+data="$root/../shared/data/debian-sections"
+[ -f "$data/train.txt" ] || { echo "arm-check: $data not found"; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+pass=0 fail=0
+check() { # name, expected file, command...
+  local name=$1 want=$2; shift 2
+  if "$@" > "$work/got" 2> "$work/err" && cmp -s "$work/got" "$want"; then
+    echo "ok $name"; pass=$((pass + 1))
+  else
+    echo "FAIL $name"; diff "$work/got" "$want" | head -5 || true; head -3 "$work/err"
+    fail=$((fail + 1))
+  fi
+}
+
+head -6000 "$data/train.txt" > "$work/train.txt"
+head -2000 "$data/test.txt" > "$work/test.txt"
+printf 'caffè latte 中文 \xff\xfe\n\n   \nfoo </s> bar\nno newline at end' >> "$work/test.txt"
+ft() { fasttext "$@" > /dev/null 2>&1; }
+ft supervised -input "$work/train.txt" -output "$work/soft" -dim 20 -epoch 3 -lr 0.5 \
+  -wordNgrams 2 -minn 2 -maxn 4 -bucket 50000 -thread 2 -verbose 0
+ft supervised -input "$work/train.txt" -output "$work/hs" -dim 16 -epoch 3 -lr 0.5 \
+  -wordNgrams 2 -bucket 50000 -loss hs -thread 2 -verbose 0
+ft supervised -input "$work/train.txt" -output "$work/ova" -dim 16 -epoch 3 -lr 0.5 \
+  -minn 3 -maxn 5 -bucket 50000 -loss ova -thread 2 -verbose 0
+ft quantize -input "$work/train.txt" -output "$work/soft" -qnorm -cutoff 20000 -retrain -thread 2
+
+for arch in aarch64 armhf; do
+  qemu=qemu-aarch64-static
+  [ $arch = armhf ] && qemu=qemu-arm-static
+  build="$root/build-$arch"
+  cmake -S "$root" -B "$build" -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-$arch.cmake" \
+    -DCMAKE_BUILD_TYPE=Release -DES_WERROR=ON -DES_BUILD_TESTS=OFF > /dev/null
+  cmake --build "$build" -j"$(nproc)" --target edgeserve-cli > /dev/null
+  es="$qemu $build/edgeserve"
+  if $es info "$work/soft.bin" | grep -q 'kernels *neon'; then
+    echo "ok $arch uses NEON"; pass=$((pass + 1))
+  else
+    echo "FAIL $arch does not use NEON"; fail=$((fail + 1))
+  fi
+  for m in soft.bin soft.ftz hs.bin ova.bin; do
+    for k in 1 -1; do
+      fasttext predict-prob "$work/$m" "$work/test.txt" $k > "$work/want"
+      check "$arch predict-prob $m k=$k" "$work/want" $es predict-prob "$work/$m" "$work/test.txt" $k
+    done
+    fasttext test "$work/$m" "$work/test.txt" > "$work/want"
+    check "$arch test $m" "$work/want" $es test "$work/$m" "$work/test.txt"
+  done
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
