@@ -54,10 +54,20 @@ static void on_line(void *arg, const es_model_t *m, es_scratch_t *s, cli_buf *ou
 static void metric(const char *name, double v) {
   printf("%s : ", name);
   if (isfinite(v))
-    printf("%9.6f", v);
+    printf("%.6f", v);
   else
     printf("--------");
   printf("  ");
+}
+
+/* P@k / R@k as fastText prints them: 3 significant digits, or 3 decimals
+ * once test-label has set std::fixed; 0/0 prints "nan" (never "-nan"). */
+static void print_ratio(uint64_t num, uint64_t den, int fixed) {
+  if (den == 0 && num == 0) {
+    printf("nan");
+    return;
+  }
+  printf(fixed ? "%.3f" : "%.3g", (double)num / (double)den);
 }
 
 int es_cmd_test(int argc, char **argv) {
@@ -118,12 +128,11 @@ int es_cmd_test(int argc, char **argv) {
         printf(" %.*s\n", (int)len, label);
       }
     }
-    const char *fmt = per_label ? "%.3f" : "%.3g";
     printf("N\t%llu\n", (unsigned long long)c->nexamples);
     printf("P@%d\t", c->k);
-    printf(fmt, (double)c->all.predicted_gold / (double)c->all.predicted);
+    print_ratio(c->all.predicted_gold, c->all.predicted, per_label);
     printf("\nR@%d\t", c->k);
-    printf(fmt, (double)c->all.predicted_gold / (double)c->all.gold);
+    print_ratio(c->all.predicted_gold, c->all.gold, per_label);
     printf("\n");
     rc = fflush(stdout) ? 1 : 0;
   }
