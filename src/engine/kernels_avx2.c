@@ -106,17 +106,88 @@ static inline __m256 pq2_chunk(const uint8_t *cent, const uint8_t *code, int32_t
       _mm256_set_epi64x((long long)v3, (long long)v2, (long long)v1, (long long)v0));
 }
 
-/* dsub 2 (fastText's default). As add_rows_avx2, four rows are summed per
- * chunk in registers; with qnorm each decoded chunk is multiplied by its
- * row's norm first (mul, then add, as addcode). */
+/* The last (up to 8) floats of a dsub-2 row from sub-quantizer j on, zero
+ * padded: up to three pairs and the last sub-vector (lastdsub wide). */
+static inline uint64_t ld64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+static inline uint64_t pq2_pair(const es__pqrows *pq, const uint8_t *code, int32_t j) {
+  return ld64(pq->centroids + 8 * ((size_t)j * 256 + code[j]));
+}
+
+/* The last sub-vector (lastdsub is 1 or 2 when dsub is 2), zero extended. */
+static inline uint64_t pq2_last(const es__pqrows *pq, const uint8_t *code, int32_t j) {
+  const uint8_t *p = pq->centroids + 4 * ((size_t)j * 512 + (size_t)code[j] * pq->lastdsub);
+  if (pq->lastdsub == 2) return ld64(p);
+  uint32_t x;
+  memcpy(&x, p, 4);
+  return x;
+}
+
+static inline __m256 pq2_tail(const es__pqrows *pq, const uint8_t *code, int32_t j) {
+  /* Built in registers (scalars, not an array: an array would be stored and
+   * re-read as a vector, which store forwarding cannot serve). */
+  uint64_t x0, x1 = 0, x2 = 0, x3 = 0;
+  switch (pq->nsubq - 1 - j) {
+  case 0: x0 = pq2_last(pq, code, j); break;
+  case 1:
+    x0 = pq2_pair(pq, code, j);
+    x1 = pq2_last(pq, code, j + 1);
+    break;
+  case 2:
+    x0 = pq2_pair(pq, code, j);
+    x1 = pq2_pair(pq, code, j + 1);
+    x2 = pq2_last(pq, code, j + 2);
+    break;
+  default:
+    x0 = pq2_pair(pq, code, j);
+    x1 = pq2_pair(pq, code, j + 1);
+    x2 = pq2_pair(pq, code, j + 2);
+    x3 = pq2_last(pq, code, j + 3);
+    break;
+  }
+  return _mm256_castsi256_ps(
+      _mm256_set_epi64x((long long)x3, (long long)x2, (long long)x1, (long long)x0));
+}
+
+/* Adds nf (<= 4) rows into h, chunk by chunk in registers; with `use_norm`
+ * each decoded chunk is multiplied by its row's norm first (mul, then add, as
+ * fastText's addcode). Inlined with constant nf/use_norm for the common case. */
+static inline __attribute__((always_inline)) void pq2_group(float *h, const es__pqrows *pq,
+                                                            const uint8_t *const *code,
+                                                            const __m256 *vn, int nf,
+                                                            int use_norm) {
+  const int32_t full = pq->nsubq - 1; /* the last sub-quantizer has its own layout */
+  int32_t j = 0;
+  for (; j + 4 <= full; j += 4) {
+    __m256 acc = _mm256_loadu_ps(h + 2 * j);
+    for (int f = 0; f < nf; f++) {
+      __m256 v = pq2_chunk(pq->centroids, code[f], j);
+      acc = _mm256_add_ps(acc, use_norm ? _mm256_mul_ps(v, vn[f]) : v);
+    }
+    _mm256_storeu_ps(h + 2 * j, acc);
+  }
+  int tailw = (full - j) * 2 + pq->lastdsub; /* 1..8 floats */
+  __m256i mask =
+      _mm256_cmpgt_epi32(_mm256_set1_epi32(tailw), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256 acc = _mm256_maskload_ps(h + 2 * j, mask);
+  for (int f = 0; f < nf; f++) {
+    __m256 v = pq2_tail(pq, code[f], j);
+    acc = _mm256_add_ps(acc, use_norm ? _mm256_mul_ps(v, vn[f]) : v);
+  }
+  _mm256_maskstore_ps(h + 2 * j, mask, acc);
+}
+
+/* dsub 2 (fastText's default): four rows at a time (see pq2_group). */
 static void add_rows_pq_avx2(float *h, const es__pqrows *pq, const int32_t *rows,
                              const float *norms, int count) {
   if (pq->dsub != 2) {
     es__add_rows_pq_scalar(h, pq, rows, norms, count);
     return;
   }
-  const int32_t full = pq->nsubq - 1; /* the last sub-quantizer has its own layout */
-  const uint8_t *cent = pq->centroids;
   for (int i = 0; i < count; i += 4) {
     const uint8_t *code[4];
     __m256 vn[4];
@@ -125,31 +196,12 @@ static void add_rows_pq_avx2(float *h, const es__pqrows *pq, const int32_t *rows
       code[f] = pq->codes + (size_t)rows[i + f] * pq->nsubq;
       vn[f] = _mm256_set1_ps(norms ? norms[i + f] : 1.0f);
     }
-    int32_t j = 0;
-    for (; j + 4 <= full; j += 4) {
-      __m256 acc = _mm256_loadu_ps(h + 2 * j);
-      for (int f = 0; f < nf; f++) {
-        __m256 v = pq2_chunk(cent, code[f], j);
-        acc = _mm256_add_ps(acc, norms ? _mm256_mul_ps(v, vn[f]) : v);
-      }
-      _mm256_storeu_ps(h + 2 * j, acc);
-    }
-    /* The remaining sub-quantizers, in scalar: same per-element order. */
-    for (int f = 0; f < nf; f++) {
-      for (int32_t jj = j; jj < pq->nsubq; jj++) {
-        const uint8_t *c;
-        int d;
-        if (jj == full) {
-          c = pq->centroids + 4 * ((size_t)jj * 512 + (size_t)code[f][jj] * pq->lastdsub);
-          d = pq->lastdsub;
-        } else {
-          c = pq->centroids + 4 * (((size_t)jj * 256 + code[f][jj]) * 2);
-          d = 2;
-        }
-        for (int t = 0; t < d; t++)
-          h[2 * jj + t] += norms ? norms[i + f] * es__ld_f32(c + 4 * t) : es__ld_f32(c + 4 * t);
-      }
-    }
+    if (nf == 4 && norms)
+      pq2_group(h, pq, code, vn, 4, 1);
+    else if (nf == 4)
+      pq2_group(h, pq, code, vn, 4, 0);
+    else
+      pq2_group(h, pq, code, vn, nf, norms != NULL);
   }
 }
 
