@@ -119,10 +119,16 @@ static void *track(void *p) {
   return p;
 }
 
+/* A file and a directory a test made, removed by its teardown too. */
+static char g_rm_file[128], g_rm_dir[128];
+
 static int free_tracked(void **state) {
   (void)state;
   for (int i = 0; i < g_ntracked; i++) free(g_tracked[i]);
   g_ntracked = 0;
+  if (g_rm_file[0]) unlink(g_rm_file);
+  if (g_rm_dir[0]) rmdir(g_rm_dir);
+  g_rm_file[0] = g_rm_dir[0] = 0;
   return 0;
 }
 
@@ -1688,12 +1694,12 @@ static void opening_a_fifo_does_not_hang(void **state) {
   (void)state;
   char dir[] = "/tmp/es-test-fifo-XXXXXX";
   assert_non_null(mkdtemp(dir));
+  snprintf(g_rm_dir, sizeof g_rm_dir, "%s", dir);
   char path[64];
   snprintf(path, sizeof path, "%s/model.bin", dir);
   assert_int_equal(mkfifo(path, 0600), 0);
+  snprintf(g_rm_file, sizeof g_rm_file, "%s", path);
   run_isolated("FIFO", child_open_fifo, path, 3);
-  unlink(path);
-  rmdir(dir);
 }
 
 #define TEST(f) cmocka_unit_test_teardown(f, free_tracked)
