@@ -36,4 +36,30 @@ static inline uint64_t es__ngram_step(uint64_t h, int32_t next) {
   return h * ES__NGRAM_MIX + (uint64_t)(int64_t)next;
 }
 
+/* The dictionary's table hash: keyed with a random per-model seed, so a
+ * hostile model file cannot aim many words at one slot (FNV collisions are
+ * cheap to construct) and make opening or lookups quadratic. Not fastText's;
+ * never stored. A multiply-xorshift mix per 8 bytes. */
+static inline uint64_t es__mix64(uint64_t x) {
+  x ^= x >> 32;
+  x *= 0xd6e8feb86659fd93ull;
+  x ^= x >> 32;
+  x *= 0xd6e8feb86659fd93ull;
+  x ^= x >> 32;
+  return x;
+}
+
+static inline uint32_t es__keyed_hash(const void *s, size_t n, uint64_t key) {
+  const uint8_t *p = s;
+  uint64_t h = key ^ ((uint64_t)n * 0x9e3779b97f4a7c15ull);
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t v;
+    __builtin_memcpy(&v, p, 8);
+    h = es__mix64(h ^ v) + key;
+  }
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) v |= (uint64_t)p[i] << (8 * i);
+  return (uint32_t)es__mix64(h ^ v ^ key);
+}
+
 #endif

@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hash.h"
@@ -40,14 +42,16 @@ static uint32_t pow2_at_least(uint64_t n) {
   return p;
 }
 
-int32_t es__dict_find(const es__dict *d, const char *s, size_t len, uint32_t h) {
-  uint32_t i = h & d->mask;
+int32_t es__dict_find(const es__dict *d, const char *s, size_t len) {
+  uint32_t h = es__keyed_hash(s, len, d->key), i = h & d->mask;
   for (;;) {
     uint32_t v = d->table[i];
     if (!v) return -1;
     if (d->hashes[v - 1] == h) {
+      /* strncmp stops at the entry's NUL: a shorter entry is never read
+       * past its end (tokens contain no NUL). */
       const char *e = es__dict_str(d, (int32_t)(v - 1));
-      if (memcmp(e, s, len) == 0 && e[len] == 0) return (int32_t)(v - 1);
+      if (strncmp(e, s, len) == 0 && e[len] == 0) return (int32_t)(v - 1);
     }
     i = (i + 1) & d->mask;
   }
@@ -80,8 +84,25 @@ static inline void pval_set(es__dict *d, uint32_t i, uint32_t val) {
   memcpy(d->pvals + (bit >> 3), &v, 8);
 }
 
+/* Sparse form: position of bucket b among the sorted kept buckets, or -1. */
+static inline int64_t sparse_rank(const es__dict *d, uint32_t b) {
+  size_t lo = 0, hi = d->npkeys;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (d->pkeys[mid] < b)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < d->npkeys && d->pkeys[lo] == b ? (int64_t)lo : -1;
+}
+
 int32_t es__dict_prune(const es__dict *d, int32_t bucket) {
   uint32_t b = (uint32_t)bucket;
+  if (d->pkeys) {
+    int64_t i = sparse_rank(d, b);
+    return i < 0 ? -1 : (int32_t)pval_get(d, (uint32_t)i);
+  }
   if (!(d->pbits[b >> 6] >> (b & 63) & 1)) return -1;
   return (int32_t)pval_get(d, prune_rank(d, b));
 }
@@ -91,12 +112,24 @@ float es__matrix_norm(const es__matrix *mx, int64_t i) {
   return es__ld_f32(es__pq_centroid(&mx->npq, 0, mx->norm_codes[i]));
 }
 
+/* A seed the model file cannot know: getrandom(), else addresses and time. */
+static uint64_t random_key(const void *salt) {
+  uint64_t k = 0;
+  if (getrandom(&k, sizeof k, GRND_NONBLOCK) != (ssize_t)sizeof k) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    k = (uint64_t)(uintptr_t)salt ^ ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec;
+  }
+  return es__mix64(k) | 1;
+}
+
 static void dict_free(es__dict *d) {
   free(d->offsets);
   free(d->hashes);
   free(d->table);
   free(d->pbits);
   free(d->prank);
+  free(d->pkeys);
   free(d->pvals);
   memset(d, 0, sizeof *d);
 }
@@ -144,10 +177,16 @@ static int load_args(es__reader *r, es_model_t *m) {
  * keeps its last row, as fastText's map does. Two passes: mark the buckets,
  * then store each row at its bucket's rank. Rows are range-checked against
  * the input matrix once it is known (load()). */
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
 static int load_prune(es__reader *r, es_model_t *m) {
   es__dict *d = &m->dict;
   size_t start = r->pos;
   int32_t bucket = m->args.bucket;
+  d->prune_start = start;
   if ((uint64_t)d->pruneidx_size > (r->len - r->pos) / 8)
     return es__reader_fail(r, ES_EFORMAT, start,
                            "pruneidx_size %lld cannot fit in the %zu bytes left at byte %zu",
@@ -155,41 +194,61 @@ static int load_prune(es__reader *r, es_model_t *m) {
   if (bucket <= 0)
     return es__reader_fail(r, ES_EFORMAT, start,
                            "pruned index at byte %zu, but the model has no buckets", start);
-  size_t nwords64 = ((size_t)bucket + 63) / 64, nblocks = nwords64;
-  d->pbits = calloc(nwords64, 8);
-  d->prank = calloc(nblocks, 4);
-  if (!d->pbits || !d->prank) return es__reader_fail(r, ES_ENOMEM, start, "out of memory");
+  size_t n = (size_t)d->pruneidx_size, nwords64 = ((size_t)bucket + 63) / 64;
+  /* The bitmap costs 12 bytes per 64 buckets whatever is kept; when that is
+   * more than 16 bytes per kept bucket (few kept of many, or a hostile
+   * bucket count), the sorted list of kept buckets is used instead. */
+  int sparse = (uint64_t)nwords64 * 12 > (uint64_t)n * 16 + 65536;
   uint32_t maxval = 0;
-  for (int64_t i = 0; i < d->pruneidx_size; i++) {
+  if (sparse) {
+    d->pkeys = malloc(n * sizeof *d->pkeys);
+    if (!d->pkeys) return es__reader_fail(r, ES_ENOMEM, start, "out of memory");
+  } else {
+    d->pbits = calloc(nwords64, 8);
+    d->prank = calloc(nwords64, 4);
+    if (!d->pbits || !d->prank) return es__reader_fail(r, ES_ENOMEM, start, "out of memory");
+  }
+  for (size_t i = 0; i < n; i++) {
     int32_t key, val;
     size_t epos = r->pos;
     es__read_i32(r, &key, "pruned index key");
     if (es__read_i32(r, &val, "pruned index value")) return r->failed;
     if (key < 0 || key >= bucket || val < 0)
       return es__reader_fail(r, ES_EFORMAT, epos,
-                             "pruned index entry %lld at byte %zu is out of range (%d -> %d, "
+                             "pruned index entry %zu at byte %zu is out of range (%d -> %d, "
                              "bucket %d)",
-                             (long long)i, epos, key, val, bucket);
-    d->pbits[(uint32_t)key >> 6] |= 1ull << (key & 63);
+                             i, epos, key, val, bucket);
+    if (sparse)
+      d->pkeys[i] = (uint32_t)key;
+    else
+      d->pbits[(uint32_t)key >> 6] |= 1ull << (key & 63);
     if ((uint32_t)val > maxval) maxval = (uint32_t)val;
   }
-  uint32_t total = 0;
-  for (size_t w = 0; w < nwords64; w++) {
-    d->prank[w] = total;
-    total += popcount64(d->pbits[w]);
+  size_t total = 0;
+  if (sparse) {
+    qsort(d->pkeys, n, sizeof *d->pkeys, cmp_u32);
+    for (size_t i = 0; i < n; i++)
+      if (total == 0 || d->pkeys[total - 1] != d->pkeys[i]) d->pkeys[total++] = d->pkeys[i];
+    d->npkeys = total;
+  } else {
+    for (size_t w = 0; w < nwords64; w++) {
+      d->prank[w] = (uint32_t)total;
+      total += popcount64(d->pbits[w]);
+    }
   }
-  d->pkept = total;
   d->pval_bits = 1;
   while (d->pval_bits < 32 && (maxval >> d->pval_bits)) d->pval_bits++;
   size_t vbytes = ((uint64_t)total * d->pval_bits + 7) / 8 + 8;
   d->pvals = calloc(vbytes, 1);
   if (!d->pvals) return es__reader_fail(r, ES_ENOMEM, start, "out of memory");
-  m->private_bytes += nwords64 * 8 + nblocks * 4 + vbytes;
-  for (int64_t i = 0; i < d->pruneidx_size; i++) {
+  m->private_bytes += (sparse ? total * 4 : nwords64 * 12) + vbytes;
+  /* Second pass, in file order: a repeated bucket keeps its last row. */
+  for (size_t i = 0; i < n; i++) {
     int32_t key, val;
     memcpy(&key, r->base + start + 8 * i, 4);
     memcpy(&val, r->base + start + 8 * i + 4, 4);
-    pval_set(d, prune_rank(d, (uint32_t)key), (uint32_t)val);
+    uint32_t at = sparse ? (uint32_t)sparse_rank(d, (uint32_t)key) : prune_rank(d, (uint32_t)key);
+    pval_set(d, at, (uint32_t)val);
   }
   return 0;
 }
@@ -222,6 +281,7 @@ static int load_dict(es__reader *r, es_model_t *m) {
 
   size_t n = (size_t)d->size ? (size_t)d->size : 1;
   d->base = r->base;
+  d->key = random_key(d);
   d->offsets = malloc(n * sizeof *d->offsets);
   d->hashes = malloc(n * sizeof *d->hashes);
   d->mask = pow2_at_least((uint64_t)d->size * 10 / 7 + 1) - 1;
@@ -241,14 +301,14 @@ static int load_dict(es__reader *r, es_model_t *m) {
     int want = i < d->nwords ? 0 : 1;
     if (type != want)
       return es__reader_fail(r, ES_EFORMAT, r->pos - 1,
-                             "dictionary entry %d at byte %zu has type %d, expected %s", i, epos,
-                             type, want ? "label (1)" : "word (0)");
+                             "dictionary entry %d: type %d at byte %zu, expected %s", i, type,
+                             r->pos - 1, want ? "label (1)" : "word (0)");
     if (epos > UINT32_MAX)
       return es__reader_fail(r, ES_EUNSUPPORTED, epos,
                              "dictionary entry %d at byte %zu: dictionaries past 4 GiB are not "
                              "supported",
                              i, epos);
-    uint32_t h = es__hash(s, len);
+    uint32_t h = es__keyed_hash(s, len, d->key);
     d->offsets[i] = (uint32_t)epos;
     d->hashes[i] = h;
     if (len > d->max_len) d->max_len = len;
@@ -261,7 +321,7 @@ static int load_dict(es__reader *r, es_model_t *m) {
     }
     d->table[j] = (uint32_t)i + 1;
   }
-  d->eos = es__dict_find(d, "</s>", 4, es__hash("</s>", 4));
+  d->eos = es__dict_find(d, "</s>", 4);
 
   if (d->pruneidx_size > 0 && load_prune(r, m)) return r->failed;
   return 0;
@@ -325,6 +385,10 @@ static int load_matrix(es__reader *r, es__matrix *mx, int quant, int64_t want_ro
     return es__reader_fail(r, ES_EFORMAT, cpos - 4,
                            "%s code size %d at byte %zu does not fit in the file", what, codesize,
                            cpos - 4);
+  if (mx->m > codesize) /* m * nsubq == codesize with nsubq >= 1; bounds m before multiplying */
+    return es__reader_fail(r, ES_EFORMAT, cpos - 4,
+                           "%s code size %d at byte %zu is smaller than the %lld rows", what,
+                           codesize, cpos - 4, (long long)mx->m);
   if (es__read_span(r, (uint64_t)codesize, &mx->codes, "codes")) return r->failed;
   if (load_pq(r, &mx->pq, mx->n, what)) return r->failed;
   if ((int64_t)codesize != mx->m * mx->pq.nsubq)
@@ -370,7 +434,9 @@ static int build_tree(es_model_t *m) {
     }
     m->tree_left[i] = mini[0];
     m->tree_right[i] = mini[1];
-    count[i] = count[mini[0]] + count[mini[1]];
+    /* Saturating: counts come from the file. Real counts never get near. */
+    if (__builtin_add_overflow(count[mini[0]], count[mini[1]], &count[i]))
+      count[i] = count[mini[0]] > 0 ? INT64_MAX : INT64_MIN;
   }
   free(count);
   return 0;
@@ -405,12 +471,15 @@ static int load(es_model_t *m, es_error_t *err) {
                            qpos);
   int64_t min_rows = d->nwords + (d->pruneidx_size < 0 ? (int64_t)a->bucket : 0);
   if (load_matrix(r, &m->in, qin, -1, min_rows, a->dim, "input")) return r->failed;
-  for (uint32_t i = 0; i < d->pkept; i++) {
-    uint32_t v = pval_get(d, i);
-    if ((int64_t)d->nwords + v >= m->in.m)
-      return es__reader_fail(r, ES_EFORMAT, qpos,
-                             "pruned index maps a bucket to row %lld, beyond the %lld input rows",
-                             (long long)d->nwords + v, (long long)m->in.m);
+  for (int64_t i = 0; d->pruneidx_size > 0 && i < d->pruneidx_size; i++) {
+    size_t at = d->prune_start + 8 * (size_t)i;
+    int32_t val;
+    memcpy(&val, r->base + at + 4, 4);
+    if ((int64_t)d->nwords + val >= m->in.m)
+      return es__reader_fail(r, ES_EFORMAT, at + 4,
+                             "pruned index entry %lld: row %d at byte %zu is beyond the %lld "
+                             "input rows (nwords %d)",
+                             (long long)i, val, at + 4, (long long)m->in.m, d->nwords);
   }
   qpos = r->pos;
   if (es__read_u8(r, &qout, "qout flag")) return r->failed;
@@ -467,7 +536,9 @@ static int fail_errno(es_error_t *err, const char *what, const char *path) {
 int es_model_open(es_model_t **out, const char *path, const es_model_params_t *params,
                   es_error_t *err) {
   *out = NULL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
+   * refused as not a regular file); it changes nothing for regular files. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return fail_errno(err, "open", path);
   struct stat st;
   if (fstat(fd, &st) < 0) {

@@ -29,16 +29,19 @@ typedef struct es__dict {
   int64_t ntokens, pruneidx_size;
   const uint8_t *base; /* the mapping */
   uint32_t *offsets;   /* entry -> offset of its NUL-terminated string */
-  uint32_t *hashes;    /* entry -> FNV hash of its string */
+  uint32_t *hashes;    /* entry -> keyed hash of its string (hash.h) */
+  uint64_t key;        /* random seed of the keyed hash */
   uint32_t *table;     /* open addressing: entry id + 1, 0 = empty */
   uint32_t mask;
   uint64_t *pbits; /* pruned index: bit b set when bucket b is kept */
   uint32_t *prank; /* set bits before each 64-bit word of pbits */
-  uint8_t *pvals;  /* rows of kept buckets, by rank, pval_bits each */
+  uint32_t *pkeys; /* sparse form instead of pbits: kept buckets, sorted */
+  size_t npkeys;
+  uint8_t *pvals; /* rows of kept buckets, by rank, pval_bits each */
   int pval_bits;
-  uint32_t pkept; /* number of kept buckets */
-  size_t max_len; /* longest entry */
-  int32_t eos;    /* id of "</s>", -1 when absent */
+  size_t prune_start; /* file offset of the pruned index pairs */
+  size_t max_len;     /* longest entry */
+  int32_t eos;        /* id of "</s>", -1 when absent */
 } es__dict;
 
 typedef struct es__pq {
@@ -86,8 +89,8 @@ static inline const char *es__dict_str(const es__dict *d, int32_t i) {
   return (const char *)d->base + d->offsets[i];
 }
 
-/* Looks up a token; returns its entry id or -1. */
-int32_t es__dict_find(const es__dict *d, const char *s, size_t len, uint32_t h);
+/* Looks up a token (no NUL inside); returns its entry id or -1. */
+int32_t es__dict_find(const es__dict *d, const char *s, size_t len);
 
 /* Maps a bucket to its input row offset (relative to nwords) through the
  * pruned index: returns -1 when dropped. */

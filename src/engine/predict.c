@@ -71,7 +71,7 @@ static int uses_word_ngrams(const es_model_t *m) {
 
 static size_t tokcap_for(const es_model_t *m, size_t want) {
   size_t cap = m->dict.max_len + 2;
-  size_t win = (size_t)m->args.maxn * 8 + 16;
+  size_t win = m->args.maxn > 0 ? (size_t)m->args.maxn * 8 + 16 : 16; /* maxn < 0: none */
   if (cap < win) cap = win;
   if (cap < want) cap = want;
   return cap;
@@ -254,7 +254,7 @@ static int process_token(es_scratch_t *s, const uint8_t *t, size_t len) {
   const es_model_t *m = s->m;
   const es__dict *d = &m->dict;
   uint32_t h = es__hash(t, len);
-  int32_t wid = es__dict_find(d, (const char *)t, len, h);
+  int32_t wid = es__dict_find(d, (const char *)t, len);
   int is_eos = len == 4 && memcmp(t, "</s>", 4) == 0;
   int is_label = wid >= 0
                      ? wid >= d->nwords
@@ -582,7 +582,7 @@ int es_line_predict(const es_model_t *m, es_scratch_t *s, int32_t k, float thres
     output_scores(m, s->hidden, o);
     for (int32_t i = 0; i < s->nlabels; i++) {
       float x = o[i];
-      if (x < -8)
+      if (!(x >= -8)) /* and NaN (from a hostile file): never an index */
         o[i] = 0.0f;
       else if (x > 8)
         o[i] = 1.0f;

@@ -115,6 +115,35 @@ static void pruned_index_maps_kept_buckets_only(void **state) {
   assert_int_equal(es__dict_prune(&m->dict, 0), 2);
   assert_int_equal(es__dict_prune(&m->dict, 8), -1);
   assert_int_equal(es__dict_prune(&m->dict, 63), -1);
+  assert_non_null(m->dict.pbits); /* 100 buckets: the bitmap form */
+  es_model_close(m);
+  free(buf);
+}
+
+static void sparse_pruned_index_has_the_same_answers(void **state) {
+  (void)state;
+  ft_spec spec = ft_default_spec();
+  int32_t keys[5] = {7, 1 << 29, 0, 7, (1 << 30) - 1}, vals[5] = {3, 1, 2, 0, 4};
+  spec.quant = 1;
+  spec.bucket = 1 << 30; /* a 1.5 bit/bucket bitmap would be 200 MB: sorted keys instead */
+  spec.pruneidx_size = 5;
+  spec.prune_keys = keys;
+  spec.prune_vals = vals;
+  size_t len;
+  uint8_t *buf = ft_write(&spec, &len);
+  es_model_t *m;
+  es_error_t err = {0};
+  assert_int_equal(es_model_open_mem(&m, buf, len, NULL, &err), 0);
+  assert_null(m->dict.pbits);
+  assert_int_equal(m->dict.npkeys, 4);
+  assert_int_equal(es__dict_prune(&m->dict, 7), 0);
+  assert_int_equal(es__dict_prune(&m->dict, 1 << 29), 1);
+  assert_int_equal(es__dict_prune(&m->dict, 0), 2);
+  assert_int_equal(es__dict_prune(&m->dict, (1 << 30) - 1), 4);
+  assert_int_equal(es__dict_prune(&m->dict, 8), -1);
+  es_model_info_t info;
+  es_model_info(m, &info);
+  assert_true(info.private_bytes < 64 * 1024);
   es_model_close(m);
   free(buf);
 }
@@ -162,6 +191,7 @@ int main(void) {
       cmocka_unit_test(rows_are_read_in_place_without_copy),
       cmocka_unit_test(quantized_rows_decode_to_centroids_times_norm),
       cmocka_unit_test(pruned_index_maps_kept_buckets_only),
+      cmocka_unit_test(sparse_pruned_index_has_the_same_answers),
       cmocka_unit_test(open_maps_a_file_and_reports_missing_ones),
       cmocka_unit_test(scalar_kernels_can_be_forced),
   };

@@ -1174,7 +1174,7 @@ static int child_odd_weights(void *arg) {
 
 /* NaN and infinite weights are valid floats: every loss predicts with them.
  *
- * BUG: for ns and ova, a NaN score passes both range tests of the sigmoid
+ * Found: for ns and ova, a NaN score passes both range tests of the sigmoid
  * lookup in es_line_predict (x < -8 and x > 8 are false) and is converted
  * to an index: (int64_t)NaN is undefined (INT64_MIN on x86; UBSan: "index
  * -9223372036854775808 out of bounds for type 'float [513]'" at
