@@ -8,7 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BLOCK (16 * 1024) /* bytes of input per block */
+#define BLOCK             (8 * 1024) /* bytes of input per block */
+#define BLOCKS_PER_THREAD 4          /* blocks cut per round, per thread */
 
 void cli_buf_put(cli_buf *b, const void *s, size_t n) {
   if (b->len + n > b->cap) {
@@ -52,7 +53,8 @@ typedef struct worker {
   cli_line_fn fn;
   void *tctx;
   block *blocks;
-  int first, step, count;
+  int count;
+  int *next; /* shared: the next block to take */
   pthread_t tid;
 } worker;
 
@@ -77,9 +79,13 @@ static void run_block(const es_model_t *m, es_scratch_t *s, cli_line_fn fn, void
   }
 }
 
+/* Takes blocks until none is left: threads that get short lines take more
+ * blocks, so a round ends when the work does, not at the slowest thread. */
 static void *worker_main(void *arg) {
   worker *w = arg;
-  for (int i = w->first; i < w->count; i += w->step) {
+  for (;;) {
+    int i = __atomic_fetch_add(w->next, 1, __ATOMIC_RELAXED);
+    if (i >= w->count) break;
     int open = 0;
     run_block(w->m, w->s, w->fn, w->tctx, &w->blocks[i], &open, 1);
   }
@@ -133,37 +139,36 @@ static int write_out(cli_buf *b) {
   return 0;
 }
 
-/* Predicts blocks[0..n) on up to nthreads threads; worker t takes blocks
- * t, t + nt, ... with its own scratch. A worker whose thread cannot be
- * started runs on this thread afterwards. */
+/* Predicts blocks[0..n) on up to nthreads threads, each with its own
+ * scratch. A worker whose thread cannot be started simply takes no blocks:
+ * the others (at least this thread) do them. */
 static void run_parallel(worker *workers, int nthreads, int n) {
-  int nt = nthreads < n ? nthreads : n, spawned[256] = {0};
+  int nt = nthreads < n ? nthreads : n, spawned[256] = {0}, next = 0;
   for (int t = 0; t < nt; t++) {
-    workers[t].first = t;
-    workers[t].step = nt;
     workers[t].count = n;
+    workers[t].next = &next;
     if (t > 0) spawned[t] = pthread_create(&workers[t].tid, NULL, worker_main, &workers[t]) == 0;
   }
   worker_main(&workers[0]);
-  for (int t = 1; t < nt; t++) {
-    if (spawned[t])
-      pthread_join(workers[t].tid, NULL);
-    else
-      worker_main(&workers[t]);
-  }
+  for (int t = 1; t < nt; t++)
+    if (spawned[t]) pthread_join(workers[t].tid, NULL);
 }
 
 int cli_run_lines(int fd, const es_model_t *m, int nthreads, cli_line_fn fn, void **tctx) {
-  int nblocks = nthreads * 2, rc = -1, eof = 0;
+  int nblocks = nthreads * BLOCKS_PER_THREAD, rc = -1, eof = 0;
   block *blocks = calloc((size_t)nblocks, sizeof *blocks);
   worker *workers = calloc((size_t)nthreads, sizeof *workers);
   char *carry = malloc(BLOCK);
   size_t ncarry = 0;
   if (!blocks || !workers || !carry) goto oom;
-  for (int i = 0; i < nblocks; i++)
-    if (!(blocks[i].in = malloc(BLOCK))) goto oom;
+  /* Output buffers sized here, so workers rarely allocate (a thread that
+   * mallocs gets an arena of its own). */
+  for (int i = 0; i < nblocks; i++) {
+    blocks[i].out.cap = 2 * BLOCK;
+    if (!(blocks[i].in = malloc(BLOCK)) || !(blocks[i].out.p = malloc(blocks[i].out.cap))) goto oom;
+  }
   for (int t = 0; t < nthreads; t++) {
-    workers[t] = (worker){m, es_scratch_new(m), fn, tctx[t], blocks, 0, 1, 0, 0};
+    workers[t] = (worker){m, es_scratch_new(m), fn, tctx[t], blocks, 0, NULL, 0};
     if (!workers[t].s) goto oom;
   }
   while (!eof || ncarry) {

@@ -44,10 +44,12 @@ static uint32_t pow2_at_least(uint64_t n) {
 
 int32_t es__dict_find(const es__dict *d, const char *s, size_t len) {
   uint32_t h = es__keyed_hash(s, len, d->key), i = h & d->mask;
+  uint32_t tag = h & ~d->id_mask, idm = d->id_mask;
   for (;;) {
     uint32_t v = d->table[i];
     if (!v) return -1;
-    if (d->hashes[v - 1] == h) {
+    if ((v & ~idm) == tag) {
+      v &= idm;
       /* strncmp stops at the entry's NUL: a shorter entry is never read
        * past its end (tokens contain no NUL). */
       const char *e = es__dict_str(d, (int32_t)(v - 1));
@@ -125,7 +127,6 @@ static uint64_t random_key(const void *salt) {
 
 static void dict_free(es__dict *d) {
   free(d->offsets);
-  free(d->hashes);
   free(d->table);
   free(d->pbits);
   free(d->prank);
@@ -283,12 +284,15 @@ static int load_dict(es__reader *r, es_model_t *m) {
   d->base = r->base;
   d->key = random_key(d);
   d->offsets = malloc(n * sizeof *d->offsets);
-  d->hashes = malloc(n * sizeof *d->hashes);
   d->mask = pow2_at_least((uint64_t)d->size * 10 / 7 + 1) - 1;
   d->table = calloc((size_t)d->mask + 1, sizeof *d->table);
-  if (!d->offsets || !d->hashes || !d->table)
-    return es__reader_fail(r, ES_ENOMEM, at, "out of memory");
-  m->private_bytes += (uint64_t)n * 8 + ((uint64_t)d->mask + 1) * 4;
+  /* A slot holds id + 1 in the low bits and the hash's high bits above as a
+   * tag, so most mismatches cost no string compare. size < 2^31 leaves at
+   * least one tag bit. */
+  d->id_mask = 1;
+  while (d->id_mask <= (uint32_t)d->size) d->id_mask = d->id_mask << 1 | 1;
+  if (!d->offsets || !d->table) return es__reader_fail(r, ES_ENOMEM, at, "out of memory");
+  m->private_bytes += (uint64_t)n * 4 + ((uint64_t)d->mask + 1) * 4;
   d->eos = -1;
   for (int32_t i = 0; i < d->size; i++) {
     const char *s;
@@ -310,16 +314,17 @@ static int load_dict(es__reader *r, es_model_t *m) {
                              i, epos);
     uint32_t h = es__keyed_hash(s, len, d->key);
     d->offsets[i] = (uint32_t)epos;
-    d->hashes[i] = h;
     if (len > d->max_len) d->max_len = len;
     /* Insert; a repeated word maps to its last entry, as in fastText. */
-    uint32_t j = h & d->mask;
+    uint32_t j = h & d->mask, tag = h & ~d->id_mask;
     while (d->table[j]) {
-      uint32_t o = d->table[j] - 1;
-      if (d->hashes[o] == h && strcmp(es__dict_str(d, (int32_t)o), s) == 0) break;
+      uint32_t v = d->table[j];
+      if ((v & ~d->id_mask) == tag &&
+          strcmp(es__dict_str(d, (int32_t)((v & d->id_mask) - 1)), s) == 0)
+        break;
       j = (j + 1) & d->mask;
     }
-    d->table[j] = (uint32_t)i + 1;
+    d->table[j] = tag | ((uint32_t)i + 1);
   }
   d->eos = es__dict_find(d, "</s>", 4);
 

@@ -21,7 +21,7 @@
 
 /* The dictionary: the strings stay in the mapping; the loader builds a
  * lookup table (ids at load factor <= 0.7) and, for pruned models, the pruned
- * index as a rank bitmap over buckets plus bit-packed rows. About 8 bytes per
+ * index as a rank bitmap over buckets plus bit-packed rows. 4 bytes per
  * entry + 4 per table slot, and 1.5 bits per bucket + row bits per kept
  * bucket, so a large vocabulary costs little private memory. */
 typedef struct es__dict {
@@ -29,9 +29,9 @@ typedef struct es__dict {
   int64_t ntokens, pruneidx_size;
   const uint8_t *base; /* the mapping */
   uint32_t *offsets;   /* entry -> offset of its NUL-terminated string */
-  uint32_t *hashes;    /* entry -> keyed hash of its string (hash.h) */
   uint64_t key;        /* random seed of the keyed hash */
-  uint32_t *table;     /* open addressing: entry id + 1, 0 = empty */
+  uint32_t *table;     /* open addressing: hash tag | (entry id + 1), 0 = empty */
+  uint32_t id_mask;    /* the id bits of a table slot; the rest is the tag */
   uint32_t mask;
   uint64_t *pbits; /* pruned index: bit b set when bucket b is kept */
   uint32_t *prank; /* set bits before each 64-bit word of pbits */
