@@ -59,26 +59,6 @@ int32_t es__dict_find(const es__dict *d, const char *s, size_t len) {
   }
 }
 
-/* Bit count without relying on a POPCNT instruction (not in baseline
- * x86-64, where the builtin becomes a library call). */
-static inline uint32_t popcount64(uint64_t x) {
-  x = x - ((x >> 1) & 0x5555555555555555ull);
-  x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
-  x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
-  return (uint32_t)((x * 0x0101010101010101ull) >> 56);
-}
-
-static inline uint32_t prune_rank(const es__dict *d, uint32_t b) {
-  uint32_t w = b >> 6;
-  return d->prank[w] + popcount64(d->pbits[w] & ((1ull << (b & 63)) - 1));
-}
-
-static inline uint32_t pval_get(const es__dict *d, uint32_t i) {
-  uint64_t bit = (uint64_t)i * (uint64_t)d->pval_bits, v;
-  memcpy(&v, d->pvals + (bit >> 3), 8);
-  return (uint32_t)((v >> (bit & 7)) & ((1ull << d->pval_bits) - 1));
-}
-
 static inline void pval_set(es__dict *d, uint32_t i, uint32_t val) {
   uint64_t bit = (uint64_t)i * (uint64_t)d->pval_bits, v, mask = (1ull << d->pval_bits) - 1;
   memcpy(&v, d->pvals + (bit >> 3), 8);
@@ -86,27 +66,9 @@ static inline void pval_set(es__dict *d, uint32_t i, uint32_t val) {
   memcpy(d->pvals + (bit >> 3), &v, 8);
 }
 
-/* Sparse form: position of bucket b among the sorted kept buckets, or -1. */
-static inline int64_t sparse_rank(const es__dict *d, uint32_t b) {
-  size_t lo = 0, hi = d->npkeys;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (d->pkeys[mid] < b)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < d->npkeys && d->pkeys[lo] == b ? (int64_t)lo : -1;
-}
-
 int32_t es__dict_prune(const es__dict *d, int32_t bucket) {
-  uint32_t b = (uint32_t)bucket;
-  if (d->pkeys) {
-    int64_t i = sparse_rank(d, b);
-    return i < 0 ? -1 : (int32_t)pval_get(d, (uint32_t)i);
-  }
-  if (!(d->pbits[b >> 6] >> (b & 63) & 1)) return -1;
-  return (int32_t)pval_get(d, prune_rank(d, b));
+  int64_t r = es__prune_rank(d, (uint32_t)bucket);
+  return r < 0 ? -1 : (int32_t)es__prune_row(d, (uint32_t)r);
 }
 
 float es__matrix_norm(const es__matrix *mx, int64_t i) {
@@ -234,7 +196,7 @@ static int load_prune(es__reader *r, es_model_t *m) {
   } else {
     for (size_t w = 0; w < nwords64; w++) {
       d->prank[w] = (uint32_t)total;
-      total += popcount64(d->pbits[w]);
+      total += es__popcount64(d->pbits[w]);
     }
   }
   d->pval_bits = 1;
@@ -248,7 +210,7 @@ static int load_prune(es__reader *r, es_model_t *m) {
     int32_t key, val;
     memcpy(&key, r->base + start + 8 * i, 4);
     memcpy(&val, r->base + start + 8 * i + 4, 4);
-    uint32_t at = sparse ? (uint32_t)sparse_rank(d, (uint32_t)key) : prune_rank(d, (uint32_t)key);
+    uint32_t at = (uint32_t)es__prune_rank(d, (uint32_t)key);
     pval_set(d, at, (uint32_t)val);
   }
   return 0;

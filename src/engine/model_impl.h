@@ -92,6 +92,43 @@ static inline const char *es__dict_str(const es__dict *d, int32_t i) {
 /* Looks up a token (no NUL inside); returns its entry id or -1. */
 int32_t es__dict_find(const es__dict *d, const char *s, size_t len);
 
+/* Bit count without relying on a POPCNT instruction (not in baseline
+ * x86-64, where the builtin becomes a library call). */
+static inline uint32_t es__popcount64(uint64_t x) {
+  x = x - ((x >> 1) & 0x5555555555555555ull);
+  x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+  x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+  return (uint32_t)((x * 0x0101010101010101ull) >> 56);
+}
+
+/* Pruned index, step 1: the rank of bucket b among the kept buckets, or -1
+ * when b is not kept. Cheap (bitmap and rank words, or a binary search). */
+static inline int64_t es__prune_rank(const es__dict *d, uint32_t b) {
+  if (d->pkeys) {
+    size_t lo = 0, hi = d->npkeys;
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (d->pkeys[mid] < b)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    return lo < d->npkeys && d->pkeys[lo] == b ? (int64_t)lo : -1;
+  }
+  uint32_t w = b >> 6;
+  uint64_t bits = d->pbits[w];
+  if (!(bits >> (b & 63) & 1)) return -1;
+  return d->prank[w] + es__popcount64(bits & ((1ull << (b & 63)) - 1));
+}
+
+/* Pruned index, step 2: the row (relative to nwords) of the kept bucket at
+ * `rank` (bit-packed, pval_bits each). */
+static inline uint32_t es__prune_row(const es__dict *d, uint32_t rank) {
+  uint64_t bit = (uint64_t)rank * (uint64_t)d->pval_bits, v;
+  __builtin_memcpy(&v, d->pvals + (bit >> 3), 8);
+  return (uint32_t)((v >> (bit & 7)) & ((1ull << d->pval_bits) - 1));
+}
+
 /* Maps a bucket to its input row offset (relative to nwords) through the
  * pruned index: returns -1 when dropped. */
 int32_t es__dict_prune(const es__dict *d, int32_t bucket);
