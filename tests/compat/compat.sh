@@ -126,6 +126,18 @@ check_stdin() {
   compare "$name"
 }
 
+# check_threads NAME MODEL FILE K: edgeserve predicts on 1 and on 3 threads
+# (blocks of whole lines, long lines streamed) and prints fastText's bytes.
+check_threads() {
+  local name=$1 m=$2 f=$3 k=$4 t rc
+  rc=0; "$FT" predict-prob "$m" "$f" "$k" >ft.out 2>ft.err || rc=$?; echo "$rc" >ft.rc
+  for t in 1 3; do
+    rc=0; "$ES" predict-prob "$m" "$f" "$k" --threads "$t" >es.out 2>es.err || rc=$?
+    echo "$rc" >es.rc
+    compare "$name --threads $t"
+  done
+}
+
 # check_test_label NAME MODEL FILE: test-label with the F1 and Recall values
 # masked (fastText 0.9.2 cannot compute recall); all else byte for byte.
 check_test_label() {
@@ -351,6 +363,23 @@ for m in q-syn-sm-qout-qnorm q-syn-hs-qout q-syn-ova-qout-dsub4 q-syn-ns-qout-cu
   check_model "$m.ftz" syn-held.txt syn-tricky.txt
 done
 check_same "syn-hs.bin dump input" dump syn-hs.bin input
+
+# Thread counts, on input that mixes short lines with lines longer than a
+# block (the CLI streams those through one thread, mid-input).
+awk 'BEGIN { srand(3)
+  for (i = 0; i < 400; i++) {
+    n = (i % 37 == 5) ? 30000 : 1 + int(rand() * 20)
+    line = ""
+    for (j = 0; j < n; j++) line = line (j ? " " : "") "w" int(rand() * 500)
+    print (i % 11 == 3) ? "" : line
+  }
+  printf "last line without newline"
+}' >mixed.txt
+for m in syn-sm.bin syn-ova.bin q-syn-sm-qout-qnorm.ftz; do
+  check_threads "$m mixed lines" "$m" mixed.txt 3
+  check_threads "$m tricky" "$m" tricky.txt -1
+  check_threads "$m long line" "$m" long.txt 2
+done
 
 # Degenerate inputs, on one dense and one quantized model.
 for m in syn-sm.bin q-syn-sm-qout-qnorm.ftz; do
