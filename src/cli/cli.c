@@ -48,3 +48,26 @@ int cli_open_input(const char *path) {
   if (fd < 0) fprintf(stderr, "edgeserve: cannot open input %s: %s\n", path, strerror(errno));
   return fd;
 }
+
+int cli_predict_args(int *argc, char **argv, int32_t *k, float *threshold, int *nthreads) {
+  *nthreads = cli_take_threads(argc, argv);
+  if (*nthreads < 0) return 2;
+  if (*argc < 3 || *argc > 5) {
+    fprintf(stderr,
+            "usage: edgeserve %s MODEL FILE|- [k] [threshold] [--threads N]\n"
+            "  k          number of labels (default 1, -1 for all)\n"
+            "  threshold  minimum probability (default 0.0)\n"
+            "  --threads  threads predicting (default: all online CPUs)\n",
+            argv[0]);
+    return 2;
+  }
+  *k = 1;
+  *threshold = 0.0f;
+  if (*argc > 3 && cli_parse_int(argv[3], "k", k)) return 2;
+  if (*argc > 4 && cli_parse_float(argv[4], "threshold", threshold)) return 2;
+  if (*k == 0 || *k < -1) {
+    fprintf(stderr, "edgeserve: k must be 1 or higher, or -1 for all labels\n");
+    return 2;
+  }
+  return 0;
+}

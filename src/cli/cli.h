@@ -24,6 +24,11 @@ es_model_t *cli_open_model(const char *path);
 int cli_parse_int(const char *s, const char *what, int32_t *out);
 int cli_parse_float(const char *s, const char *what, float *out);
 
+/* The arguments predict and test share: "CMD MODEL FILE|- [k] [threshold]
+ * [--threads N]". Fills *k (default 1), *threshold (default 0) and *nthreads
+ * and returns 0; prints the usage or the problem and returns 2 otherwise. */
+int cli_predict_args(int *argc, char **argv, int32_t *k, float *threshold, int *nthreads);
+
 /* Opens `path` for reading ("-" is stdin). Returns an fd or -1 (reported). */
 int cli_open_input(const char *path);
 

@@ -35,24 +35,9 @@ static void on_line(void *arg, const es_model_t *m, es_scratch_t *s, cli_buf *ou
 }
 
 int es_cmd_predict(int argc, char **argv) {
-  int nthreads = cli_take_threads(&argc, argv);
-  if (nthreads < 0) return 2;
-  if (argc < 3 || argc > 5) {
-    fprintf(stderr,
-            "usage: edgeserve %s MODEL FILE|- [k] [threshold] [--threads N]\n"
-            "  k          number of labels to print (default 1, -1 for all)\n"
-            "  threshold  minimum probability (default 0.0)\n"
-            "  --threads  threads predicting (default: all online CPUs)\n",
-            argv[0]);
-    return 2;
-  }
   predict_ctx base = {1, 0.0f, strcmp(argv[0], "predict-prob") == 0, NULL, 0};
-  if (argc > 3 && cli_parse_int(argv[3], "k", &base.k)) return 2;
-  if (argc > 4 && cli_parse_float(argv[4], "threshold", &base.threshold)) return 2;
-  if (base.k == 0 || base.k < -1) {
-    fprintf(stderr, "edgeserve: k must be 1 or higher, or -1 for all labels\n");
-    return 2;
-  }
+  int nthreads;
+  if (cli_predict_args(&argc, argv, &base.k, &base.threshold, &nthreads)) return 2;
   es_model_t *m = cli_open_model(argv[1]);
   if (!m) return 1;
   int rc = 1, fd = cli_open_input(argv[2]);
