@@ -164,7 +164,7 @@ int cli_run_lines(int fd, const es_model_t *m, int nthreads, cli_line_fn fn, voi
   /* Output buffers sized here, so workers rarely allocate (a thread that
    * mallocs gets an arena of its own). */
   for (int i = 0; i < nblocks; i++) {
-    blocks[i].out.cap = 2 * BLOCK;
+    blocks[i].out.cap = BLOCK;
     if (!(blocks[i].in = malloc(BLOCK)) || !(blocks[i].out.p = malloc(blocks[i].out.cap))) goto oom;
   }
   for (int t = 0; t < nthreads; t++) {

@@ -49,7 +49,7 @@ static inline uint64_t es__mix64(uint64_t x) {
   return x;
 }
 
-static inline uint32_t es__keyed_hash(const void *s, size_t n, uint64_t key) {
+static inline uint64_t es__keyed_hash(const void *s, size_t n, uint64_t key) {
   const uint8_t *p = s;
   uint64_t h = key ^ ((uint64_t)n * 0x9e3779b97f4a7c15ull);
   for (; n >= 8; n -= 8, p += 8) {
@@ -59,7 +59,7 @@ static inline uint32_t es__keyed_hash(const void *s, size_t n, uint64_t key) {
   }
   uint64_t v = 0;
   for (size_t i = 0; i < n; i++) v |= (uint64_t)p[i] << (8 * i);
-  return (uint32_t)es__mix64(h ^ v ^ key);
+  return es__mix64(h ^ v ^ key);
 }
 
 #endif

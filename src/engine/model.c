@@ -36,15 +36,20 @@ es_model_params_t es_model_default_params(void) {
   return p;
 }
 
-static uint32_t pow2_at_least(uint64_t n) {
-  uint32_t p = 16;
-  while (p < n && p < (1u << 31)) p <<= 1;
-  return p;
+/* The table has exactly ceil(size / 0.7) slots (no power-of-two rounding):
+ * the low half of the keyed hash picks the slot by multiply-shift, the high
+ * half gives the tag kept beside the id. */
+static inline uint32_t slot_of(const es__dict *d, uint64_t h) {
+  return (uint32_t)(((uint64_t)(uint32_t)h * d->nslots) >> 32);
+}
+
+static inline uint32_t tag_of(const es__dict *d, uint64_t h) {
+  return (uint32_t)(h >> 32) & ~d->id_mask;
 }
 
 int32_t es__dict_find(const es__dict *d, const char *s, size_t len) {
-  uint32_t h = es__keyed_hash(s, len, d->key), i = h & d->mask;
-  uint32_t tag = h & ~d->id_mask, idm = d->id_mask;
+  uint64_t h = es__keyed_hash(s, len, d->key);
+  uint32_t i = slot_of(d, h), tag = tag_of(d, h), idm = d->id_mask;
   for (;;) {
     uint32_t v = d->table[i];
     if (!v) return -1;
@@ -55,7 +60,7 @@ int32_t es__dict_find(const es__dict *d, const char *s, size_t len) {
       const char *e = es__dict_str(d, (int32_t)(v - 1));
       if (strncmp(e, s, len) == 0 && e[len] == 0) return (int32_t)(v - 1);
     }
-    i = (i + 1) & d->mask;
+    if (++i == d->nslots) i = 0;
   }
 }
 
@@ -246,15 +251,15 @@ static int load_dict(es__reader *r, es_model_t *m) {
   d->base = r->base;
   d->key = random_key(d);
   d->offsets = malloc(n * sizeof *d->offsets);
-  d->mask = pow2_at_least((uint64_t)d->size * 10 / 7 + 1) - 1;
-  d->table = calloc((size_t)d->mask + 1, sizeof *d->table);
+  d->nslots = (uint32_t)((uint64_t)d->size * 10 / 7 + 2); /* load factor <= 0.7 */
+  d->table = calloc(d->nslots, sizeof *d->table);
   /* A slot holds id + 1 in the low bits and the hash's high bits above as a
    * tag, so most mismatches cost no string compare. size < 2^31 leaves at
    * least one tag bit. */
   d->id_mask = 1;
   while (d->id_mask <= (uint32_t)d->size) d->id_mask = d->id_mask << 1 | 1;
   if (!d->offsets || !d->table) return es__reader_fail(r, ES_ENOMEM, at, "out of memory");
-  m->private_bytes += (uint64_t)n * 4 + ((uint64_t)d->mask + 1) * 4;
+  m->private_bytes += (uint64_t)n * 4 + (uint64_t)d->nslots * 4;
   d->eos = -1;
   for (int32_t i = 0; i < d->size; i++) {
     const char *s;
@@ -274,17 +279,17 @@ static int load_dict(es__reader *r, es_model_t *m) {
                              "dictionary entry %d at byte %zu: dictionaries past 4 GiB are not "
                              "supported",
                              i, epos);
-    uint32_t h = es__keyed_hash(s, len, d->key);
+    uint64_t h = es__keyed_hash(s, len, d->key);
     d->offsets[i] = (uint32_t)epos;
     if (len > d->max_len) d->max_len = len;
     /* Insert; a repeated word maps to its last entry, as in fastText. */
-    uint32_t j = h & d->mask, tag = h & ~d->id_mask;
+    uint32_t j = slot_of(d, h), tag = tag_of(d, h);
     while (d->table[j]) {
       uint32_t v = d->table[j];
       if ((v & ~d->id_mask) == tag &&
           strcmp(es__dict_str(d, (int32_t)((v & d->id_mask) - 1)), s) == 0)
         break;
-      j = (j + 1) & d->mask;
+      if (++j == d->nslots) j = 0;
     }
     d->table[j] = tag | ((uint32_t)i + 1);
   }

@@ -32,10 +32,10 @@ typedef struct es__dict {
   uint64_t key;        /* random seed of the keyed hash */
   uint32_t *table;     /* open addressing: hash tag | (entry id + 1), 0 = empty */
   uint32_t id_mask;    /* the id bits of a table slot; the rest is the tag */
-  uint32_t mask;
-  uint64_t *pbits; /* pruned index: bit b set when bucket b is kept */
-  uint32_t *prank; /* set bits before each 64-bit word of pbits */
-  uint32_t *pkeys; /* sparse form instead of pbits: kept buckets, sorted */
+  uint32_t nslots;     /* table size: ceil(size / 0.7) */
+  uint64_t *pbits;     /* pruned index: bit b set when bucket b is kept */
+  uint32_t *prank;     /* set bits before each 64-bit word of pbits */
+  uint32_t *pkeys;     /* sparse form instead of pbits: kept buckets, sorted */
   size_t npkeys;
   uint8_t *pvals; /* rows of kept buckets, by rank, pval_bits each */
   int pval_bits;
