@@ -1,8 +1,8 @@
 # edgeserve - top-level driver for CMake.
 #   make          build (Release) into build/
 #   make test     install missing Debian packages, build with -Werror, run the
-#                 whole suite, the unit tests again under ASan + UBSan, and
-#                 the ARM check (test-arm)
+#                 whole suite, the whole suite again under ASan + UBSan (the
+#                 library and the CLI), and the ARM check (test-arm)
 #   make test-arm cross-build for arm64 and armhf and compare with fastText
 #                 under qemu-user (tests/arm/arm-check.sh)
 #   make bench    the benchmarks of bench/ (see README)
@@ -29,7 +29,7 @@ asan: deps
 test: build asan
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --output-on-failure -L unit -j$(JOBS)
+	  ctest --output-on-failure -j$(JOBS)
 	$(MAKE) --no-print-directory test-arm
 
 test-unit: build
