@@ -21,10 +21,6 @@ static void add_rows_scalar(float *h, const uint8_t *base, const int32_t *rows, 
   }
 }
 
-static void axpy_scalar(float *h, float a, const uint8_t *x, int n) {
-  for (int j = 0; j < n; j++) h[j] += a * es__ld_f32(x + 4 * (size_t)j);
-}
-
 static void dot_rows_scalar(const uint8_t *base, int64_t nrows, int n, const float *x, float *out) {
   size_t stride = (size_t)n * 4;
   int64_t r = 0;
@@ -69,7 +65,7 @@ void es__add_rows_pq_scalar(float *h, const es__pqrows *pq, const int32_t *rows,
   }
 }
 
-static const es__kernels scalar = {ES_SIMD_SCALAR, add_rows_scalar, axpy_scalar, dot_rows_scalar,
+static const es__kernels scalar = {ES_SIMD_SCALAR, add_rows_scalar, dot_rows_scalar,
                                    es__add_rows_pq_scalar};
 
 const es__kernels *es__kernels_scalar(void) { return &scalar; }

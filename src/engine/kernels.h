@@ -31,8 +31,6 @@ typedef struct es__kernels {
   /* h[0..n) += row i of the dense matrix at base (row stride n floats), for
    * each i in rows[0..count), in order. */
   void (*add_rows)(float *h, const uint8_t *base, const int32_t *rows, int count, int n);
-  /* h[0..n) += a * x[0..n) (x at any alignment): mul, then add. */
-  void (*axpy)(float *h, float a, const uint8_t *x, int n);
   /* out[r] = sum_j row_r[j] * x[j], summed sequentially in j, for the
    * nrows rows starting at base (row stride n floats). */
   void (*dot_rows)(const uint8_t *base, int64_t nrows, int n, const float *x, float *out);

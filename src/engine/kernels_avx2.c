@@ -47,16 +47,6 @@ static void add_rows_avx2(float *h, const uint8_t *base, const int32_t *rows, in
   }
 }
 
-static void axpy_avx2(float *h, float a, const uint8_t *x, int n) {
-  __m256 va = _mm256_set1_ps(a);
-  int j = 0;
-  for (; j + 8 <= n; j += 8) {
-    __m256 p = _mm256_mul_ps(va, ldu(x + 4 * j));
-    _mm256_storeu_ps(h + j, _mm256_add_ps(_mm256_loadu_ps(h + j), p));
-  }
-  for (; j < n; j++) h[j] += a * es__ld_f32(x + 4 * (size_t)j);
-}
-
 static void dot_rows_avx2(const uint8_t *base, int64_t nrows, int n, const float *x, float *out) {
   size_t s = (size_t)n * 4;
   int64_t r = 0;
@@ -205,7 +195,6 @@ static void add_rows_pq_avx2(float *h, const es__pqrows *pq, const int32_t *rows
   }
 }
 
-static const es__kernels avx2 = {ES_SIMD_AVX2, add_rows_avx2, axpy_avx2, dot_rows_avx2,
-                                 add_rows_pq_avx2};
+static const es__kernels avx2 = {ES_SIMD_AVX2, add_rows_avx2, dot_rows_avx2, add_rows_pq_avx2};
 
 const es__kernels *es__kernels_avx2(void) { return &avx2; }

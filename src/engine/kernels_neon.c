@@ -23,14 +23,6 @@ static void add_rows_neon(float *h, const uint8_t *base, const int32_t *rows, in
   }
 }
 
-static void axpy_neon(float *h, float a, const uint8_t *x, int n) {
-  float32x4_t va = vdupq_n_f32(a);
-  int j = 0;
-  for (; j + 4 <= n; j += 4)
-    vst1q_f32(h + j, vaddq_f32(vld1q_f32(h + j), vmulq_f32(va, ld4(x + 4 * (size_t)j))));
-  for (; j < n; j++) h[j] += a * es__ld_f32(x + 4 * (size_t)j);
-}
-
 static void dot_rows_neon(const uint8_t *base, int64_t nrows, int n, const float *x, float *out) {
   size_t stride = (size_t)n * 4;
   int64_t r = 0;
@@ -62,7 +54,7 @@ static void dot_rows_neon(const uint8_t *base, int64_t nrows, int n, const float
   for (; r < nrows; r++) out[r] = es__dot_row(base + (size_t)r * stride, x, n);
 }
 
-static const es__kernels neon = {ES_SIMD_NEON, add_rows_neon, axpy_neon, dot_rows_neon,
+static const es__kernels neon = {ES_SIMD_NEON, add_rows_neon, dot_rows_neon,
                                  es__add_rows_pq_scalar};
 
 const es__kernels *es__kernels_neon(void) { return &neon; }

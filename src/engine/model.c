@@ -320,10 +320,10 @@ static int load_pq(es__reader *r, es__pq *pq, int64_t want_dim, const char *what
 static int load_matrix(es__reader *r, es__matrix *mx, int quant, int64_t want_rows,
                        int64_t min_rows, int32_t dim, const char *what) {
   size_t at = r->pos;
+  int32_t codesize = 0;
   mx->quant = quant;
   if (quant) {
     uint8_t qnorm;
-    int32_t codesize;
     es__read_u8(r, &qnorm, "qnorm flag");
     es__read_i64(r, &mx->m, "matrix rows");
     es__read_i64(r, &mx->n, "matrix cols");
@@ -351,8 +351,6 @@ static int load_matrix(es__reader *r, es__matrix *mx, int quant, int64_t want_ro
   }
   /* Quantized: codes, product quantizer, then norms. */
   size_t cpos = r->pos;
-  int32_t codesize;
-  memcpy(&codesize, r->base + cpos - 4, 4);
   if (codesize < 0 || (uint64_t)codesize > r->len - r->pos)
     return es__reader_fail(r, ES_EFORMAT, cpos - 4,
                            "%s code size %d at byte %zu does not fit in the file", what, codesize,

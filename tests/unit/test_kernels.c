@@ -73,17 +73,6 @@ static void dot_rows_is_the_sequential_sum_per_row(void **state) {
   }
 }
 
-static void axpy_multiplies_then_adds(void **state) {
-  (void)state;
-  const es__kernels *v = vector_kernels(), *sc = es__kernels_scalar();
-  if (!v) skip();
-  float x[29], a[29], b[29];
-  for (int j = 0; j < 29; j++) x[j] = frand(), a[j] = b[j] = frand();
-  sc->axpy(a, 0.37f, (const uint8_t *)x, 29);
-  v->axpy(b, 0.37f, (const uint8_t *)x, 29);
-  assert_memory_equal(a, b, sizeof a);
-}
-
 static void pq_rows_match_scalar_for_every_dsub(void **state) {
   (void)state;
   const es__kernels *v = vector_kernels(), *sc = es__kernels_scalar();
@@ -127,7 +116,6 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(add_rows_matches_scalar_at_any_alignment_and_width),
       cmocka_unit_test(dot_rows_is_the_sequential_sum_per_row),
-      cmocka_unit_test(axpy_multiplies_then_adds),
       cmocka_unit_test(pq_rows_match_scalar_for_every_dsub),
       cmocka_unit_test(auto_picks_an_available_level),
   };
