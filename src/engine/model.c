@@ -71,11 +71,6 @@ static inline void pval_set(es__dict *d, uint32_t i, uint32_t val) {
   memcpy(d->pvals + (bit >> 3), &v, 8);
 }
 
-int32_t es__dict_prune(const es__dict *d, int32_t bucket) {
-  int64_t r = es__prune_rank(d, (uint32_t)bucket);
-  return r < 0 ? -1 : (int32_t)es__prune_row(d, (uint32_t)r);
-}
-
 float es__matrix_norm(const es__matrix *mx, int64_t i) {
   if (!mx->qnorm) return 1.0f;
   return es__ld_f32(es__pq_centroid(&mx->npq, 0, mx->norm_codes[i]));

@@ -131,7 +131,10 @@ static inline uint32_t es__prune_row(const es__dict *d, uint32_t rank) {
 
 /* Maps a bucket to its input row offset (relative to nwords) through the
  * pruned index: returns -1 when dropped. */
-int32_t es__dict_prune(const es__dict *d, int32_t bucket);
+static inline int32_t es__dict_prune(const es__dict *d, int32_t bucket) {
+  int64_t r = es__prune_rank(d, (uint32_t)bucket);
+  return r < 0 ? -1 : (int32_t)es__prune_row(d, (uint32_t)r);
+}
 
 /* Bytes one es_scratch_t for this model takes (predict.c). */
 uint64_t es__scratch_bytes(const es_model_t *m);
