@@ -15,6 +15,7 @@ int es_cmd_predict(int argc, char **argv);
 int es_cmd_test(int argc, char **argv);
 int es_cmd_dump(int argc, char **argv);
 int es_cmd_info(int argc, char **argv);
+int es_cmd_train(int argc, char **argv); /* supervised, quantize */
 
 /* Opens a model, printing "edgeserve: <reason>" to stderr on failure. */
 es_model_t *cli_open_model(const char *path);

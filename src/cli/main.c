@@ -17,6 +17,8 @@ static void usage(FILE *f) {
           "  test-label    MODEL FILE|- [k] [threshold]  ... and per label\n"
           "  dump          MODEL args|dict|input|output  print part of a model\n"
           "  info          MODEL                         shape, sizes, memory to serve it\n"
+          "  supervised    -input FILE -output PREFIX ... train a classifier (fastText flags)\n"
+          "  quantize      -output PREFIX [-input FILE] ... PREFIX.bin -> PREFIX.ftz\n"
           "\nMODEL is a fastText .bin or .ftz file; FILE - reads standard input.\n");
 }
 
@@ -31,6 +33,8 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "test") || !strcmp(cmd, "test-label")) return es_cmd_test(argc - 1, argv + 1);
   if (!strcmp(cmd, "dump")) return es_cmd_dump(argc - 1, argv + 1);
   if (!strcmp(cmd, "info")) return es_cmd_info(argc - 1, argv + 1);
+  if (!strcmp(cmd, "supervised") || !strcmp(cmd, "quantize"))
+    return es_cmd_train(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     usage(stdout);
     return 0;

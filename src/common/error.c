@@ -1,6 +1,11 @@
 /* error.c - texts of the ES_E* codes. */
 #include "edgeserve/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "fail.h"
+
 const char *es_strerror(int code) {
   switch (code) {
   case ES_OK: return "success";
@@ -14,4 +19,16 @@ const char *es_strerror(int code) {
   case ES_EMULTILINE: return "text contains a newline before its end";
   default: return "unknown error";
   }
+}
+
+int es__fail(es_error_t *err, int code, int64_t offset, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    err->code = code;
+    err->offset = offset;
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+  }
+  return code;
 }

@@ -423,6 +423,17 @@ static int load(es_model_t *m, es_error_t *err) {
   if (load_args(r, m) || load_dict(r, m)) return r->failed;
   const es_model_args_t *a = &m->args;
   const es__dict *d = &m->dict;
+  if (m->dict_only) {
+    m->in.m = d->nwords + (d->pruneidx_size < 0 ? (int64_t)a->bucket : 0);
+    for (int64_t i = 0; i < d->pruneidx_size; i++) {
+      int32_t val;
+      memcpy(&val, r->base + d->prune_start + 8 * (size_t)i + 4, 4);
+      if ((int64_t)d->nwords + val + 1 > m->in.m) m->in.m = (int64_t)d->nwords + val + 1;
+    }
+    m->in.n = m->out.n = a->dim;
+    m->out.m = d->nlabels;
+    return 0;
+  }
   uint8_t qin, qout;
   size_t qpos = r->pos;
   if (es__read_u8(r, &qin, "quant flag")) return r->failed;
@@ -469,6 +480,10 @@ static int load(es_model_t *m, es_error_t *err) {
 static int open_common(es_model_t **out, es_model_t *m, const es_model_params_t *params,
                        es_error_t *err) {
   es_model_params_t p = params ? *params : es_model_default_params();
+  if (!m->label_len) {
+    memcpy(m->label, "__label__", 10);
+    m->label_len = 9;
+  }
   m->k = es__kernels_get(p.simd);
   if (!m->k) {
     if (err) {
@@ -566,6 +581,30 @@ int es_model_open_mem(es_model_t **out, const void *data, size_t len,
   m->map = data ? data : (const uint8_t *)"";
   m->map_len = data ? len : 0;
   return open_common(out, m, params, err);
+}
+
+int es__model_open_dict(es_model_t **out, const void *data, size_t len, const char *label,
+                        es_error_t *err) {
+  *out = NULL;
+  if (label && strlen(label) >= sizeof((es_model_t *)0)->label) {
+    if (err) {
+      err->code = ES_EINVAL;
+      err->offset = -1;
+      snprintf(err->msg, sizeof err->msg, "label prefix is longer than %zu bytes",
+               sizeof((es_model_t *)0)->label - 1);
+    }
+    return ES_EINVAL;
+  }
+  es_model_t *m = calloc(1, sizeof *m);
+  if (!m) return ES_ENOMEM;
+  m->map = data ? data : (const uint8_t *)"";
+  m->map_len = data ? len : 0;
+  m->dict_only = 1;
+  if (label && *label) {
+    m->label_len = strlen(label);
+    memcpy(m->label, label, m->label_len + 1);
+  }
+  return open_common(out, m, NULL, err);
 }
 
 void es_model_close(es_model_t *m) {

@@ -15,6 +15,7 @@
 #define ES_ENGINE_MODEL_IMPL_H
 
 #include "edgeserve/model.h"
+#include "edgeserve/predict.h"
 #include "kernels.h"
 
 #define ES__KSUB 256
@@ -72,6 +73,9 @@ struct es_model {
   float sigmoid_table[513];
   const es__kernels *k;
   uint64_t private_bytes;
+  int dict_only;      /* es__model_open_dict(): no matrices */
+  char label[64];     /* label prefix for unknown tokens ("__label__") */
+  size_t label_len;
 };
 
 /* Address of centroid `c` of sub-quantizer `j`. */
@@ -135,6 +139,25 @@ static inline int32_t es__dict_prune(const es__dict *d, int32_t bucket) {
   int64_t r = es__prune_rank(d, (uint32_t)bucket);
   return r < 0 ? -1 : (int32_t)es__prune_row(d, (uint32_t)r);
 }
+
+/* Opens only the header, args and dictionary of a fastText model image in
+ * data[0..len) (the caller keeps it valid until es_model_close): enough to
+ * turn text into feature rows (training), not to predict. `label` is the
+ * label prefix for tokens not in the dictionary (NULL: "__label__"). The
+ * input row count is taken as nwords + bucket, or nwords + the pruned index
+ * targets. Returns 0 or an ES_E* code with err filled. */
+int es__model_open_dict(es_model_t **out, const void *data, size_t len, const char *label,
+                        es_error_t *err);
+
+/* Training support (predict.c): a scratch in "collect" mode records the
+ * feature rows of each line (in fastText's order, repeats kept) instead of
+ * summing them, with no bound on words per line. NULL when out of memory. */
+es_scratch_t *es__scratch_collect_new(const es_model_t *m);
+/* After es_line_end(): the line's feature rows, and how many tokens the line
+ * had (words, labels and the closing </s>, as fastText's getLine counts). A
+ * nonzero *oom says a feature did not fit in memory (the list is short). */
+const int32_t *es__line_features(const es_scratch_t *s, int64_t *n, int *oom);
+int64_t es__line_ntokens(const es_scratch_t *s);
 
 /* Bytes one es_scratch_t for this model takes (predict.c). */
 uint64_t es__scratch_bytes(const es_model_t *m);

@@ -29,8 +29,6 @@
 #define MIN_TOKCAP    4096
 #define MAX_TOKCAP    (16u << 20)
 #define INITIAL_WHASH 4096
-static const char LABEL_PREFIX[] = "__label__";
-#define LABEL_PREFIX_LEN 9
 
 struct es_scratch {
   const es_model_t *m;
@@ -58,6 +56,11 @@ struct es_scratch {
   int32_t *labels;
   int32_t nlab, labcap;
   int ended;
+  int64_t ntokens;
+  /* collect mode (training): rows recorded instead of summed */
+  int collect, col_oom;
+  int32_t *col;
+  int64_t ncol, colcap;
 };
 
 es_scratch_params_t es_scratch_default_params(void) {
@@ -97,6 +100,7 @@ void es_scratch_free(es_scratch_t *s) {
   free(s->tok);
   free(s->whash);
   free(s->labels);
+  free(s->col);
   free(s);
 }
 
@@ -139,6 +143,29 @@ es_scratch_t *es_scratch_new_ex(const es_model_t *m, const es_scratch_params_t *
 
 es_scratch_t *es_scratch_new(const es_model_t *m) { return es_scratch_new_ex(m, NULL); }
 
+es_scratch_t *es__scratch_collect_new(const es_model_t *m) {
+  es_scratch_params_t p = es_scratch_default_params();
+  p.max_line_words = INT64_MAX / 8;
+  es_scratch_t *s = es_scratch_new_ex(m, &p);
+  if (!s) return NULL;
+  s->collect = 1;
+  s->colcap = 1024;
+  s->col = malloc((size_t)s->colcap * sizeof *s->col);
+  if (!s->col) {
+    es_scratch_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+const int32_t *es__line_features(const es_scratch_t *s, int64_t *n, int *oom) {
+  *n = s->ncol;
+  *oom = s->col_oom;
+  return s->col;
+}
+
+int64_t es__line_ntokens(const es_scratch_t *s) { return s->ntokens; }
+
 void es_line_begin(es_scratch_t *s) {
   memset(s->hidden, 0, (size_t)s->dim * sizeof(float));
   s->acc = s->hidden;
@@ -151,6 +178,9 @@ void es_line_begin(es_scratch_t *s) {
   s->whash_overflowed = 0;
   s->nlab = 0;
   s->ended = 0;
+  s->ntokens = 0;
+  s->ncol = 0;
+  s->col_oom = 0;
 }
 
 /* ---- features ---------------------------------------------------------- */
@@ -158,10 +188,31 @@ void es_line_begin(es_scratch_t *s) {
 /* Sums the buffered features into s->acc, in order. Quantized rows are
  * decoded on the fly: centroid values (times the row's norm with qnorm),
  * as fastText's ProductQuantizer::addcode. */
+static void collect(es_scratch_t *s, int n) {
+  if (s->ncol + n > s->colcap) {
+    int64_t cap = s->colcap * 2;
+    int32_t *nc = realloc(s->col, (size_t)cap * sizeof *nc);
+    if (!nc) {
+      s->col_oom = 1;
+      return;
+    }
+    s->col = nc;
+    s->colcap = cap;
+  }
+  memcpy(s->col + s->ncol, s->feats, (size_t)n * sizeof *s->feats);
+  s->ncol += n;
+}
+
 static void flush(es_scratch_t *s) {
   const es_model_t *m = s->m;
   int n = s->nfeats;
   if (!n) return;
+  if (s->collect) {
+    collect(s, n);
+    s->nfeat_total += n;
+    s->nfeats = 0;
+    return;
+  }
   if (!m->in.quant) {
     m->k->add_rows(s->acc, m->in.data, s->feats, n, s->dim);
   } else {
@@ -181,7 +232,9 @@ static void flush(es_scratch_t *s) {
  * the batch, the row is usually in cache. */
 static inline void push_row(es_scratch_t *s, int32_t row) {
   const es__matrix *in = &s->m->in;
-  if (!in->quant) {
+  if (s->collect) {
+    /* no matrix to prefetch from */
+  } else if (!in->quant) {
     const uint8_t *p = in->data + (size_t)row * (size_t)s->dim * 4;
     for (int o = 0; o < s->dim * 4; o += 64) __builtin_prefetch(p + o);
   } else {
@@ -252,13 +305,14 @@ static void push_word_hash(es_scratch_t *s, uint32_t h);
  * token is "</s>", which ends the line. */
 static int process_token(es_scratch_t *s, const uint8_t *t, size_t len) {
   const es_model_t *m = s->m;
+  s->ntokens++;
   const es__dict *d = &m->dict;
   uint32_t h = es__hash(t, len);
   int32_t wid = es__dict_find(d, (const char *)t, len);
   int is_eos = len == 4 && memcmp(t, "</s>", 4) == 0;
   int is_label = wid >= 0
                      ? wid >= d->nwords
-                     : len >= LABEL_PREFIX_LEN && memcmp(t, LABEL_PREFIX, LABEL_PREFIX_LEN) == 0;
+                     : len >= m->label_len && memcmp(t, m->label, m->label_len) == 0;
   if (!is_label) {
     if (wid >= 0) {
       push_row(s, wid);
@@ -337,8 +391,8 @@ static void spill_token(es_scratch_t *s) {
   const es_model_t *m = s->m;
   if (!s->tok_long) {
     s->tok_long = 1;
-    s->tok_long_label = s->toklen - 1 >= LABEL_PREFIX_LEN &&
-                        memcmp(s->tok + 1, LABEL_PREFIX, LABEL_PREFIX_LEN) == 0;
+    s->tok_long_label = s->toklen - 1 >= m->label_len &&
+                        memcmp(s->tok + 1, m->label, m->label_len) == 0;
     s->tok_long_at_start = 1;
     s->tok_hash = es__hash(s->tok + 1, s->toklen - 1);
   }
@@ -366,6 +420,7 @@ static void spill_token(es_scratch_t *s) {
 }
 
 static int end_long_token(es_scratch_t *s) {
+  s->ntokens++;
   if (!s->tok_long_label) {
     if (s->m->args.maxn > 0) {
       s->tok[s->toklen] = '>';
