@@ -5,13 +5,14 @@
 #                 library and the CLI), and the ARM check (test-arm)
 #   make test-arm cross-build for arm64 and armhf and compare with fastText
 #                 under qemu-user (tests/arm/arm-check.sh)
-#   make bench    the benchmarks of bench/ (see README)
+#   make bench    the benchmarks of bench/ (see README): predict.sh and train.sh
+#   make bench-train  bench/train.sh only (training + quantization)
 #   make format   clang-format every C file
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build asan test test-unit test-arm bench format clean
+.PHONY: all deps build asan test test-unit test-arm bench bench-train format clean
 
 all: build
 
@@ -42,6 +43,11 @@ test-arm: deps
 bench: build
 	@scripts/deps.sh bench
 	bench/predict.sh
+	bench/train.sh
+
+bench-train: build
+	@scripts/deps.sh bench
+	bench/train.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

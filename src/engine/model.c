@@ -73,7 +73,7 @@ static inline void pval_set(es__dict *d, uint32_t i, uint32_t val) {
 
 float es__matrix_norm(const es__matrix *mx, int64_t i) {
   if (!mx->qnorm) return 1.0f;
-  return es__ld_f32(es__pq_centroid(&mx->npq, 0, mx->norm_codes[i]));
+  return es__ld_f32(es__pqview_centroid(&mx->npq, 0, mx->norm_codes[i]));
 }
 
 /* A seed the model file cannot know: getrandom(), else addresses and time. */
@@ -294,7 +294,7 @@ static int load_dict(es__reader *r, es_model_t *m) {
   return 0;
 }
 
-static int load_pq(es__reader *r, es__pq *pq, int64_t want_dim, const char *what) {
+static int load_pq(es__reader *r, es__pqview *pq, int64_t want_dim, const char *what) {
   size_t at = r->pos;
   es__read_i32(r, &pq->dim, "quantizer dim");
   es__read_i32(r, &pq->nsubq, "quantizer nsubq");
@@ -649,7 +649,7 @@ int es_model_row(const es_model_t *m, int which, int64_t row, float *dst) {
   float norm = es__matrix_norm(mx, row);
   const uint8_t *code = mx->codes + (size_t)row * mx->pq.nsubq;
   for (int32_t j = 0; j < mx->pq.nsubq; j++) {
-    const uint8_t *c = es__pq_centroid(&mx->pq, j, code[j]);
+    const uint8_t *c = es__pqview_centroid(&mx->pq, j, code[j]);
     int d = j == mx->pq.nsubq - 1 ? mx->pq.lastdsub : mx->pq.dsub;
     for (int t = 0; t < d; t++) dst[j * mx->pq.dsub + t] = norm * es__ld_f32(c + 4 * t);
   }

@@ -45,10 +45,10 @@ typedef struct es__dict {
   int32_t eos;        /* id of "</s>", -1 when absent */
 } es__dict;
 
-typedef struct es__pq {
+typedef struct es__pqview {
   int32_t dim, nsubq, dsub, lastdsub;
   const uint8_t *centroids; /* dim * 256 floats, any alignment */
-} es__pq;
+} es__pqview;
 
 typedef struct es__matrix {
   int quant;
@@ -56,9 +56,9 @@ typedef struct es__matrix {
   const uint8_t *data; /* dense: m * n floats */
   int qnorm;
   const uint8_t *codes; /* m * nsubq */
-  es__pq pq;
+  es__pqview pq;
   const uint8_t *norm_codes; /* m, when qnorm */
-  es__pq npq;                /* 1-d quantizer of the norms */
+  es__pqview npq;                /* 1-d quantizer of the norms */
 } es__matrix;
 
 struct es_model {
@@ -79,7 +79,7 @@ struct es_model {
 };
 
 /* Address of centroid `c` of sub-quantizer `j`. */
-static inline const uint8_t *es__pq_centroid(const es__pq *pq, int32_t j, uint8_t c) {
+static inline const uint8_t *es__pqview_centroid(const es__pqview *pq, int32_t j, uint8_t c) {
   if (j == pq->nsubq - 1)
     return pq->centroids + 4 * ((size_t)j * ES__KSUB * pq->dsub + (size_t)c * pq->lastdsub);
   return pq->centroids + 4 * (((size_t)j * ES__KSUB + c) * pq->dsub);

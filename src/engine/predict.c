@@ -518,12 +518,12 @@ static void output_scores(const es_model_t *m, const float *h, float *out) {
     m->k->dot_rows(mx->data, mx->m, (int)mx->n, h, out);
     return;
   }
-  const es__pq *pq = &mx->pq;
+  const es__pqview *pq = &mx->pq;
   for (int64_t r = 0; r < mx->m; r++) {
     const uint8_t *code = mx->codes + (size_t)r * pq->nsubq;
     float res = 0.0f;
     for (int32_t j = 0; j < pq->nsubq; j++) {
-      const uint8_t *c = es__pq_centroid(pq, j, code[j]);
+      const uint8_t *c = es__pqview_centroid(pq, j, code[j]);
       int d = j == pq->nsubq - 1 ? pq->lastdsub : pq->dsub;
       const float *x = h + j * pq->dsub;
       for (int t = 0; t < d; t++) res += x[t] * es__ld_f32(c + 4 * t);
@@ -535,11 +535,11 @@ static void output_scores(const es_model_t *m, const float *h, float *out) {
 static float dot_output_row(const es_model_t *m, const float *h, int64_t r) {
   const es__matrix *mx = &m->out;
   if (!mx->quant) return es__dot_row(mx->data + (size_t)r * mx->n * 4, h, (int)mx->n);
-  const es__pq *pq = &mx->pq;
+  const es__pqview *pq = &mx->pq;
   const uint8_t *code = mx->codes + (size_t)r * pq->nsubq;
   float res = 0.0f;
   for (int32_t j = 0; j < pq->nsubq; j++) {
-    const uint8_t *c = es__pq_centroid(pq, j, code[j]);
+    const uint8_t *c = es__pqview_centroid(pq, j, code[j]);
     int d = j == pq->nsubq - 1 ? pq->lastdsub : pq->dsub;
     for (int t = 0; t < d; t++) res += h[j * pq->dsub + t] * es__ld_f32(c + 4 * t);
   }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../common/fail.h"
 #include "binwrite.h"
@@ -91,6 +92,14 @@ int es__train_check(es_train_args_t *a, es_error_t *err) {
     return es__fail(err, ES_EINVAL, -1,
                     "-wordNgrams > 1 and -maxn > 0 hash into buckets: -bucket must be > 0");
   if (a->deterministic) a->thread = 1;
+  struct stat st;
+  if (stat(a->input, &st) != 0)
+    return es__fail(err, ES_EIO, -1, "cannot open %s: %s", a->input, strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    return es__fail(err, ES_EINVAL, -1,
+                    "%s is not a regular file (training reads it several times, from several "
+                    "offsets)",
+                    a->input);
   return 0;
 }
 

@@ -86,7 +86,7 @@ static void quantized_rows_decode_to_centroids_times_norm(void **state) {
   const uint8_t *code = m->in.codes + 7 * 3;
   float norm = es__matrix_norm(&m->in, 7);
   for (int j = 0; j < 3; j++) {
-    const uint8_t *c = es__pq_centroid(&m->in.pq, j, code[j]);
+    const uint8_t *c = es__pqview_centroid(&m->in.pq, j, code[j]);
     for (int t = 0; t < (j == 2 ? 2 : 3); t++) {
       float f;
       memcpy(&f, c + 4 * t, 4);
