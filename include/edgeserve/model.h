@@ -57,6 +57,8 @@ typedef struct es_model_info {
   uint64_t private_bytes; /* heap owned by the model (dictionary table, tree) */
   uint64_t scratch_bytes; /* one es_scratch_t for this model */
   es_simd_t simd;         /* kernels in use */
+  int native;             /* an edgeserve native (.esm) file */
+  int input_scheme;       /* 8 / 4: int8 / int4 input rows; 0 otherwise */
 } es_model_info_t;
 
 typedef struct es_model_params {
@@ -107,6 +109,11 @@ const char *es_simd_name(es_simd_t s);
 
 /* The best kernels this CPU supports. */
 es_simd_t es_simd_best(void);
+
+/* The value of `key` in a native model's metadata ("normalizer",
+ * "source", ...): a pointer into the model (not NUL-terminated) with its
+ * length in *len, or NULL when absent (always for fastText files). */
+const char *es_model_meta(const es_model_t *m, const char *key, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -92,6 +92,28 @@ int es_train_supervised(const es_train_args_t *args, es_train_progress_fn progre
 int es_quantize(const es_train_args_t *args, es_train_progress_fn progress, void *ctx,
                 es_error_t *err);
 
+/* Storage of the input matrix in a converted model. */
+typedef enum {
+  ES_SCHEME_KEEP = 0, /* as in the source */
+  ES_SCHEME_F32,      /* dense floats (decodes quantized sources) */
+  ES_SCHEME_INT8,     /* per-row scale + int8 values (native .esm only) */
+  ES_SCHEME_INT4      /* per-row scale + int4 values (native .esm only) */
+} es_scheme_t;
+
+typedef struct es_convert_args {
+  es_scheme_t scheme;
+  const char *normalizer; /* stored in the native metadata (NULL: keep the source's) */
+  const char *source;     /* recorded as "source" in new native metadata (may be NULL) */
+} es_convert_args_t;
+
+/* Writes the model at `in` (.bin, .ftz or .esm) to `out`, whose extension
+ * picks the format: .esm (edgeserve native: any scheme, metadata), .bin
+ * (f32 input and output only) or .ftz (product-quantized input). What a
+ * format cannot hold is refused with ES_EUNSUPPORTED and a message, never
+ * silently dropped, except the metadata, which fastText files cannot carry.
+ * Writes go to OUT.tmp, renamed over OUT on success. `a` may be NULL. */
+int es_convert(const char *in, const char *out, const es_convert_args_t *a, es_error_t *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,8 @@ int es_cmd_test(int argc, char **argv);
 int es_cmd_dump(int argc, char **argv);
 int es_cmd_info(int argc, char **argv);
 int es_cmd_train(int argc, char **argv); /* supervised, quantize */
+int es_cmd_autotune(int argc, char **argv);
+int es_cmd_convert(int argc, char **argv);
 
 /* Opens a model, printing "edgeserve: <reason>" to stderr on failure. */
 es_model_t *cli_open_model(const char *path);

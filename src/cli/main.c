@@ -19,7 +19,9 @@ static void usage(FILE *f) {
           "  info          MODEL                         shape, sizes, memory to serve it\n"
           "  supervised    -input FILE -output PREFIX ... train a classifier (fastText flags)\n"
           "  quantize      -output PREFIX [-input FILE] ... PREFIX.bin -> PREFIX.ftz\n"
-          "\nMODEL is a fastText .bin or .ftz file; FILE - reads standard input.\n");
+          "  convert       IN OUT [--int8|--int4|--f32] [--normalize SPEC]  .bin/.ftz/.esm\n"
+          "\nMODEL is a fastText .bin or .ftz file or an edgeserve .esm file; FILE - reads\n"
+          "standard input.\n");
 }
 
 int main(int argc, char **argv) {
@@ -35,6 +37,8 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "info")) return es_cmd_info(argc - 1, argv + 1);
   if (!strcmp(cmd, "supervised") || !strcmp(cmd, "quantize"))
     return es_cmd_train(argc - 1, argv + 1);
+  if (!strcmp(cmd, "autotune")) return es_cmd_autotune(argc - 1, argv + 1);
+  if (!strcmp(cmd, "convert")) return es_cmd_convert(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     usage(stdout);
     return 0;

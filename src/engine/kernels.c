@@ -65,8 +65,25 @@ void es__add_rows_pq_scalar(float *h, const es__pqrows *pq, const int32_t *rows,
   }
 }
 
+static inline int q4(const uint8_t *row, int j) {
+  int v = (row[j >> 1] >> ((j & 1) * 4)) & 15;
+  return (v ^ 8) - 8;
+}
+
+void es__add_rows_q_scalar(float *h, const uint8_t *base, size_t stride, const uint8_t *scales,
+                           const int32_t *rows, int count, int n, int bits) {
+  for (int i = 0; i < count; i++) {
+    const uint8_t *row = base + (size_t)rows[i] * stride;
+    float sc = es__ld_f32(scales + 4 * (size_t)rows[i]);
+    if (bits == 8)
+      for (int j = 0; j < n; j++) h[j] += sc * (float)(int8_t)row[j];
+    else
+      for (int j = 0; j < n; j++) h[j] += sc * (float)q4(row, j);
+  }
+}
+
 static const es__kernels scalar = {ES_SIMD_SCALAR, add_rows_scalar, dot_rows_scalar,
-                                   es__add_rows_pq_scalar};
+                                   es__add_rows_pq_scalar, es__add_rows_q_scalar};
 
 const es__kernels *es__kernels_scalar(void) { return &scalar; }
 

@@ -39,6 +39,13 @@ typedef struct es__kernels {
    * multiplied by norms[i] when norms is not NULL (fastText's addcode). */
   void (*add_rows_pq)(float *h, const struct es__pqrows *pq, const int32_t *rows,
                       const float *norms, int count);
+  /* Scalar-quantized rows (edgeserve native int8 / int4, bits 8 or 4): for
+   * each i in rows[0..count), in order, h[j] += scale_i * q_i[j], the
+   * product rounded before the add. Row r is at base + r * stride; its
+   * scale is the float at scales + 4 * r. int4 packs two values a byte, low
+   * nibble first, two's complement. */
+  void (*add_rows_q)(float *h, const uint8_t *base, size_t stride, const uint8_t *scales,
+                     const int32_t *rows, int count, int n, int bits);
 } es__kernels;
 
 const es__kernels *es__kernels_scalar(void);
@@ -48,6 +55,10 @@ const es__kernels *es__kernels_neon(void); /* NULL when not built in */
 /* Kernels for `want`, or the best available for ES_SIMD_AUTO. NULL when the
  * requested level is not built in or not supported by this CPU. */
 const es__kernels *es__kernels_get(es_simd_t want);
+
+/* The scalar int8/int4 kernel (NEON uses it too). */
+void es__add_rows_q_scalar(float *h, const uint8_t *base, size_t stride, const uint8_t *scales,
+                           const int32_t *rows, int count, int n, int bits);
 
 /* The scalar PQ kernel, also the fallback of the vector ones. */
 void es__add_rows_pq_scalar(float *h, const es__pqrows *pq, const int32_t *rows, const float *norms,

@@ -195,6 +195,76 @@ static void add_rows_pq_avx2(float *h, const es__pqrows *pq, const int32_t *rows
   }
 }
 
-static const es__kernels avx2 = {ES_SIMD_AVX2, add_rows_avx2, dot_rows_avx2, add_rows_pq_avx2};
+/* 8 values of an int8 row from column j, as floats. */
+static inline __m256 q8_chunk(const uint8_t *row, int j) {
+  long long v;
+  memcpy(&v, row + j, 8);
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(v)));
+}
+
+/* 8 values of an int4 row from column j (even), as floats. */
+static inline __m256 q4_chunk(const uint8_t *row, int j) {
+  int v;
+  memcpy(&v, row + j / 2, 4);
+  __m128i b = _mm_cvtsi32_si128(v), m = _mm_set1_epi8(15), e = _mm_set1_epi8(8);
+  __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+  __m128i q = _mm_sub_epi8(_mm_xor_si128(_mm_unpacklo_epi8(lo, hi), e), e);
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+}
+
+/* Column chunks outside, rows inside: each element still adds the rows in
+ * order, and h stays in a register across the rows. */
+static void add_rows_q_avx2(float *h, const uint8_t *base, size_t stride, const uint8_t *scales,
+                            const int32_t *rows, int count, int n, int bits) {
+  for (int i0 = 0; i0 < count; i0 += 32) {
+    int c = count - i0 < 32 ? count - i0 : 32;
+    const uint8_t *p[32];
+    __m256 sc[32];
+    for (int i = 0; i < c; i++) {
+      p[i] = base + (size_t)rows[i0 + i] * stride;
+      float f;
+      memcpy(&f, scales + 4 * (size_t)rows[i0 + i], 4);
+      sc[i] = _mm256_set1_ps(f);
+    }
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+      __m256 acc = _mm256_loadu_ps(h + j);
+      if (bits == 8)
+        for (int i = 0; i < c; i++) acc = _mm256_add_ps(acc, _mm256_mul_ps(sc[i], q8_chunk(p[i], j)));
+      else
+        for (int i = 0; i < c; i++) acc = _mm256_add_ps(acc, _mm256_mul_ps(sc[i], q4_chunk(p[i], j)));
+      _mm256_storeu_ps(h + j, acc);
+    }
+    if (j < n) { /* the last 1..7 columns: zero-padded chunk, masked h */
+      int w = n - j;
+      __m256i mask =
+          _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      __m256 acc = _mm256_maskload_ps(h + j, mask);
+      for (int i = 0; i < c; i++) {
+        uint64_t v = 0;
+        if (bits == 8) {
+          for (int k = 0; k < w; k++) v |= (uint64_t)p[i][j + k] << (8 * k);
+        } else { /* j is even: whole bytes from j / 2 */
+          for (int k = 0; k < (w + 1) / 2; k++) v |= (uint64_t)p[i][j / 2 + k] << (8 * k);
+        }
+        __m256 q;
+        if (bits == 8) {
+          q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128((long long)v)));
+        } else {
+          __m128i b = _mm_cvtsi32_si128((int)(uint32_t)v), m = _mm_set1_epi8(15),
+                  e = _mm_set1_epi8(8);
+          __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+          q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+              _mm_sub_epi8(_mm_xor_si128(_mm_unpacklo_epi8(lo, hi), e), e)));
+        }
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(sc[i], q));
+      }
+      _mm256_maskstore_ps(h + j, mask, acc);
+    }
+  }
+}
+
+static const es__kernels avx2 = {ES_SIMD_AVX2, add_rows_avx2, dot_rows_avx2, add_rows_pq_avx2,
+                                 add_rows_q_avx2};
 
 const es__kernels *es__kernels_avx2(void) { return &avx2; }

@@ -55,6 +55,6 @@ static void dot_rows_neon(const uint8_t *base, int64_t nrows, int n, const float
 }
 
 static const es__kernels neon = {ES_SIMD_NEON, add_rows_neon, dot_rows_neon,
-                                 es__add_rows_pq_scalar};
+                                 es__add_rows_pq_scalar, es__add_rows_q_scalar};
 
 const es__kernels *es__kernels_neon(void) { return &neon; }

@@ -312,8 +312,21 @@ static int load_pq(es__reader *r, es__pqview *pq, int64_t want_dim, const char *
   return es__read_span(r, (uint64_t)pq->dim * ES__KSUB * 4, &pq->centroids, "quantizer centroids");
 }
 
+static int load_matrix_body(es__reader *r, es__matrix *mx, int quant, int64_t want_rows,
+                            int64_t min_rows, int32_t dim, const char *what);
+
 static int load_matrix(es__reader *r, es__matrix *mx, int quant, int64_t want_rows,
                        int64_t min_rows, int32_t dim, const char *what) {
+  size_t start = r->pos;
+  if (load_matrix_body(r, mx, quant, want_rows, min_rows, dim, what)) return r->failed;
+  mx->scheme = quant ? ES__MAT_PQ : ES__MAT_F32;
+  mx->raw = r->base + start;
+  mx->raw_len = r->pos - start;
+  return 0;
+}
+
+static int load_matrix_body(es__reader *r, es__matrix *mx, int quant, int64_t want_rows,
+                            int64_t min_rows, int32_t dim, const char *what) {
   size_t at = r->pos;
   int32_t codesize = 0;
   mx->quant = quant;
@@ -407,9 +420,9 @@ static int build_tree(es_model_t *m) {
   return 0;
 }
 
-static int load(es_model_t *m, es_error_t *err) {
-  es__reader rd, *r = &rd;
-  es__reader_init(r, m->map, m->map_len, err);
+/* Magic, version, args and dictionary: the start of a fastText file, and the
+ * FTHD section of a native one. */
+static int load_head(es__reader *r, es_model_t *m) {
   int32_t magic;
   es__read_i32(r, &magic, "magic");
   if (es__read_i32(r, &m->version, "version")) return r->failed;
@@ -421,6 +434,42 @@ static int load(es_model_t *m, es_error_t *err) {
                            "fastText format version %d at byte 4 is not supported (11 or 12)",
                            m->version);
   if (load_args(r, m) || load_dict(r, m)) return r->failed;
+  m->fthd = r->base;
+  m->fthd_len = r->pos;
+  return 0;
+}
+
+/* Every pruned-index target names an input row. */
+static int check_prune_targets(es__reader *r, es_model_t *m) {
+  const es__dict *d = &m->dict;
+  for (int64_t i = 0; d->pruneidx_size > 0 && i < d->pruneidx_size; i++) {
+    size_t at = d->prune_start + 8 * (size_t)i;
+    int32_t val;
+    memcpy(&val, d->base + at + 4, 4);
+    if ((int64_t)d->nwords + val >= m->in.m)
+      return es__reader_fail(r, ES_EFORMAT, at + 4,
+                             "pruned index entry %lld: row %d at byte %zu is beyond the %lld "
+                             "input rows (nwords %d)",
+                             (long long)i, val, at + 4, (long long)m->in.m, d->nwords);
+  }
+  return 0;
+}
+
+static int finish(es__reader *r, es_model_t *m) {
+  if (m->args.loss == ES_LOSS_HS && build_tree(m))
+    return es__reader_fail(r, ES_ENOMEM, r->pos, "out of memory building the label tree");
+  /* fastText's sigmoid table (Loss::Loss): float x, expf, double division. */
+  for (int i = 0; i < 513; i++) {
+    float x = (float)(i * 2 * 8) / 512 - 8;
+    m->sigmoid_table[i] = (float)(1.0 / (1.0 + expf(-x)));
+  }
+  return 0;
+}
+
+static int load_fasttext(es_model_t *m, es_error_t *err) {
+  es__reader rd, *r = &rd;
+  es__reader_init(r, m->map, m->map_len, err);
+  if (load_head(r, m)) return r->failed;
   const es_model_args_t *a = &m->args;
   const es__dict *d = &m->dict;
   if (m->dict_only) {
@@ -447,16 +496,7 @@ static int load(es_model_t *m, es_error_t *err) {
                            qpos);
   int64_t min_rows = d->nwords + (d->pruneidx_size < 0 ? (int64_t)a->bucket : 0);
   if (load_matrix(r, &m->in, qin, -1, min_rows, a->dim, "input")) return r->failed;
-  for (int64_t i = 0; d->pruneidx_size > 0 && i < d->pruneidx_size; i++) {
-    size_t at = d->prune_start + 8 * (size_t)i;
-    int32_t val;
-    memcpy(&val, r->base + at + 4, 4);
-    if ((int64_t)d->nwords + val >= m->in.m)
-      return es__reader_fail(r, ES_EFORMAT, at + 4,
-                             "pruned index entry %lld: row %d at byte %zu is beyond the %lld "
-                             "input rows (nwords %d)",
-                             (long long)i, val, at + 4, (long long)m->in.m, d->nwords);
-  }
+  if (check_prune_targets(r, m)) return r->failed;
   qpos = r->pos;
   if (es__read_u8(r, &qout, "qout flag")) return r->failed;
   if (qout > 1)
@@ -467,14 +507,139 @@ static int load(es_model_t *m, es_error_t *err) {
     return es__reader_fail(r, ES_EFORMAT, r->pos,
                            "%zu unexpected bytes after the output matrix at byte %zu",
                            r->len - r->pos, r->pos);
-  if (a->loss == ES_LOSS_HS && build_tree(m))
-    return es__reader_fail(r, ES_ENOMEM, r->pos, "out of memory building the label tree");
-  /* fastText's sigmoid table (Loss::Loss): float x, expf, double division. */
-  for (int i = 0; i < 513; i++) {
-    float x = (float)(i * 2 * 8) / 512 - 8;
-    m->sigmoid_table[i] = (float)(1.0 / (1.0 + expf(-x)));
+  return finish(r, m);
+}
+
+/* ---- edgeserve native files (format in model_impl.h) ------------------------ */
+
+/* One matrix section: scheme, then fastText's own matrix bytes (f32, pq) or
+ * rows, cols, a per-row scale table and the rows (int8, int4). */
+static int load_native_matrix(es__reader *r, es_model_t *m, es__matrix *mx, int64_t want_rows,
+                              int64_t min_rows, const char *what) {
+  uint32_t scheme = 0, reserved = 0;
+  size_t at = r->pos;
+  const uint8_t *p;
+  if (es__read_span(r, 8, &p, "matrix scheme")) return r->failed;
+  memcpy(&scheme, p, 4);
+  memcpy(&reserved, p + 4, 4);
+  int32_t dim = m->args.dim;
+  switch (scheme) {
+  case ES__MAT_F32:
+  case ES__MAT_PQ:
+    if (load_matrix(r, mx, scheme == ES__MAT_PQ, want_rows, min_rows, dim, what))
+      return r->failed;
+    if (r->pos != r->len)
+      return es__reader_fail(r, ES_EFORMAT, r->pos, "%s matrix section: %zu bytes too many", what,
+                             r->len - r->pos);
+    return 0;
+  case ES__MAT_I8:
+  case ES__MAT_I4: {
+    es__read_i64(r, &mx->m, "matrix rows");
+    if (es__read_i64(r, &mx->n, "matrix cols")) return r->failed;
+    if (mx->n != dim || mx->m < 0 || (want_rows >= 0 && mx->m != want_rows) || mx->m < min_rows)
+      return es__reader_fail(r, ES_EFORMAT, at, "%s matrix in section at byte %zu is %lld x %lld",
+                             what, at, (long long)mx->m, (long long)mx->n);
+    mx->scheme = (int)scheme;
+    mx->stride = scheme == ES__MAT_I8 ? (size_t)dim : ((size_t)dim + 1) / 2;
+    /* scales at the section's byte 64, rows at the next multiple of 64 */
+    size_t sc = 64, rows_at = (64 + 4 * (uint64_t)mx->m + 63) / 64 * 64;
+    if ((uint64_t)mx->m > r->len / 4 || rows_at > r->len ||
+        (uint64_t)mx->m > (r->len - rows_at) / mx->stride ||
+        rows_at + (uint64_t)mx->m * mx->stride != r->len)
+      return es__reader_fail(r, ES_EFORMAT, at,
+                             "%s matrix section at byte %zu: %zu bytes do not hold %lld rows of "
+                             "%zu bytes and their scales",
+                             what, at, r->len, (long long)mx->m, mx->stride);
+    mx->scales = r->base + sc;
+    mx->data = r->base + rows_at;
+    r->pos = r->len;
+    for (int64_t i = 0; i < mx->m; i++)
+      if (!isfinite(es__ld_f32(mx->scales + 4 * (size_t)i)))
+        return es__reader_fail(r, ES_EFORMAT, sc + 4 * (size_t)i,
+                               "%s row %lld has a scale that is not finite", what, (long long)i);
+    return 0;
   }
-  return 0;
+  default:
+    return es__reader_fail(r, ES_EUNSUPPORTED, at, "%s matrix: unknown storage scheme %u", what,
+                           scheme);
+  }
+}
+
+static int load_native(es_model_t *m, es_error_t *err) {
+  es__reader rd, *r = &rd;
+  es__reader_init(r, m->map, m->map_len, err);
+  const uint8_t *p;
+  if (es__read_span(r, 24, &p, "native header")) return r->failed;
+  uint32_t version, nsec;
+  uint64_t size;
+  memcpy(&version, p + 8, 4);
+  memcpy(&nsec, p + 12, 4);
+  memcpy(&size, p + 16, 8);
+  if (version != ES__NATIVE_VERSION)
+    return es__reader_fail(r, ES_EVERSION, 8, "edgeserve model format version %u is not "
+                           "supported (this build reads %d)", version, ES__NATIVE_VERSION);
+  if (size != m->map_len)
+    return es__reader_fail(r, ES_EFORMAT, 16, "the header says %llu bytes but the file has %zu "
+                           "(truncated or appended to)", (unsigned long long)size, m->map_len);
+  if (nsec > 64)
+    return es__reader_fail(r, ES_EFORMAT, 12, "%u sections is too many", nsec);
+  const uint8_t *sec[4] = {0};
+  size_t seclen[4] = {0}, secoff[4] = {0};
+  static const char tags[4][5] = {"FTHD", "META", "INPT", "OUTP"};
+  for (uint32_t i = 0; i < nsec; i++) {
+    size_t at = r->pos;
+    if (es__read_span(r, 24, &p, "section table")) return r->failed;
+    uint64_t off, len;
+    memcpy(&off, p + 8, 8);
+    memcpy(&len, p + 16, 8);
+    if (off < 24 + 24 * (uint64_t)nsec || off > m->map_len || len > m->map_len - off)
+      return es__reader_fail(r, ES_EFORMAT, at, "section %.4s at byte %zu lies outside the file "
+                             "(offset %llu, %llu bytes)", (const char *)p, at,
+                             (unsigned long long)off, (unsigned long long)len);
+    int k = -1;
+    for (int t = 0; t < 4; t++)
+      if (!memcmp(p, tags[t], 4)) k = t;
+    if (k < 0) continue; /* unknown sections are for newer readers */
+    if (sec[k])
+      return es__reader_fail(r, ES_EFORMAT, at, "section %s appears twice", tags[k]);
+    sec[k] = m->map + off;
+    seclen[k] = (size_t)len;
+    secoff[k] = (size_t)off;
+  }
+  for (int t = 0; t < 4; t++)
+    if (!sec[t] && t != 1)
+      return es__reader_fail(r, ES_EFORMAT, 12, "section %s is missing", tags[t]);
+  m->native = 1;
+  if (sec[1]) {
+    m->meta = (const char *)sec[1];
+    m->meta_len = seclen[1];
+  }
+  /* Each section is read with its own bounds; error offsets are made
+   * file-relative by the message. */
+  es__reader s;
+  es__reader_init(&s, sec[0], seclen[0], err);
+  if (load_head(&s, m)) return s.failed;
+  if (s.pos != s.len)
+    return es__reader_fail(&s, ES_EFORMAT, s.pos, "section FTHD (at byte %zu) has %zu bytes "
+                           "after the dictionary", secoff[0], s.len - s.pos);
+  const es__dict *d = &m->dict;
+  int64_t min_rows = d->nwords + (d->pruneidx_size < 0 ? (int64_t)m->args.bucket : 0);
+  es__reader_init(&s, sec[2], seclen[2], err);
+  if (load_native_matrix(&s, m, &m->in, -1, min_rows, "input")) return s.failed;
+  if (d->pruneidx_size >= 0 && m->in.scheme == ES__MAT_F32)
+    return es__reader_fail(&s, ES_EFORMAT, 0, "a pruned dictionary needs a quantized input");
+  if (check_prune_targets(&s, m)) return s.failed;
+  es__reader_init(&s, sec[3], seclen[3], err);
+  if (load_native_matrix(&s, m, &m->out, d->nlabels, 0, "output")) return s.failed;
+  if (m->out.scheme == ES__MAT_I8 || m->out.scheme == ES__MAT_I4)
+    return es__reader_fail(&s, ES_EUNSUPPORTED, 0, "int8/int4 output matrices are not supported");
+  return finish(r, m);
+}
+
+static int load(es_model_t *m, es_error_t *err) {
+  if (m->map_len >= 8 && !memcmp(m->map, ES__NATIVE_MAGIC, 8) && !m->dict_only)
+    return load_native(m, err);
+  return load_fasttext(m, err);
 }
 
 static int open_common(es_model_t **out, es_model_t *m, const es_model_params_t *params,
@@ -642,6 +807,13 @@ int es_model_row(const es_model_t *m, int which, int64_t row, float *dst) {
   const es__matrix *mx = which ? &m->out : &m->in;
   if (row < 0 || row >= mx->m) return ES_EINVAL;
   int n = (int)mx->n;
+  if (mx->scheme == ES__MAT_I8 || mx->scheme == ES__MAT_I4) {
+    memset(dst, 0, (size_t)n * sizeof *dst);
+    int32_t r32 = (int32_t)row;
+    es__add_rows_q_scalar(dst, mx->data, mx->stride, mx->scales, &r32, 1, n,
+                          mx->scheme == ES__MAT_I8 ? 8 : 4);
+    return 0;
+  }
   if (!mx->quant) {
     for (int j = 0; j < n; j++) dst[j] = es__ld_f32(mx->data + 4 * ((size_t)row * n + j));
     return 0;
@@ -656,6 +828,22 @@ int es_model_row(const es_model_t *m, int which, int64_t row, float *dst) {
   return 0;
 }
 
+const char *es_model_meta(const es_model_t *m, const char *key, size_t *len) {
+  size_t klen = strlen(key);
+  const char *p = m->meta, *end = m->meta ? m->meta + m->meta_len : NULL;
+  while (p && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *eol = nl ? nl : end;
+    if ((size_t)(eol - p) > klen && !memcmp(p, key, klen) && p[klen] == '=') {
+      *len = (size_t)(eol - p - (ptrdiff_t)klen - 1);
+      return p + klen + 1;
+    }
+    p = nl ? nl + 1 : end;
+  }
+  *len = 0;
+  return NULL;
+}
+
 void es_model_info(const es_model_t *m, es_model_info_t *o) {
   memset(o, 0, sizeof *o);
   o->version = m->version;
@@ -666,6 +854,8 @@ void es_model_info(const es_model_t *m, es_model_info_t *o) {
   o->ntokens = m->dict.ntokens;
   o->pruneidx_size = m->dict.pruneidx_size;
   o->quant_input = m->in.quant;
+  o->native = m->native;
+  o->input_scheme = m->in.scheme == ES__MAT_I8 ? 8 : m->in.scheme == ES__MAT_I4 ? 4 : 0;
   o->qnorm_input = m->in.qnorm;
   o->quant_output = m->out.quant;
   o->qnorm_output = m->out.qnorm;

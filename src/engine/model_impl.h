@@ -50,10 +50,33 @@ typedef struct es__pqview {
   const uint8_t *centroids; /* dim * 256 floats, any alignment */
 } es__pqview;
 
+/* edgeserve's native model file (.esm), little-endian:
+ *   bytes 0-7   magic "ESMODEL\0"; 8-11 version (1); 12-15 section count;
+ *   16-23       file size (a truncated or extended file is refused);
+ *   24...       section table, 24 bytes each: tag[4], flags u32, offset
+ *               u64, size u64; sections start at multiples of 64.
+ * Sections: FTHD the fastText header, args and dictionary (the bytes a .bin
+ * starts with); META "key=value" lines (optional: "normalizer", "source");
+ * INPT and OUTP the matrices: u32 scheme, u32 0, then for f32 and pq
+ * fastText's own matrix bytes, for int8/int4 i64 rows, i64 cols, the row
+ * scales (floats) from the section's byte 64 and the rows from the next
+ * multiple of 64 (int8: cols bytes a row; int4: (cols + 1) / 2). Unknown
+ * sections are skipped. */
+#define ES__NATIVE_MAGIC   "ESMODEL\0"
+#define ES__NATIVE_VERSION 1
+
+/* How a matrix stores its rows. */
+enum { ES__MAT_F32 = 0, ES__MAT_PQ = 1, ES__MAT_I8 = 2, ES__MAT_I4 = 3 };
+
 typedef struct es__matrix {
-  int quant;
+  int quant;  /* product-quantized (fastText .ftz) */
+  int scheme; /* ES__MAT_* */
   int64_t m, n;
-  const uint8_t *data; /* dense: m * n floats */
+  const uint8_t *data; /* dense: m * n floats; int8/int4: m rows of stride bytes */
+  const uint8_t *scales; /* int8/int4: m floats, one scale per row */
+  size_t stride;
+  const uint8_t *raw; /* f32/pq: the matrix's bytes in fastText's layout */
+  size_t raw_len;
   int qnorm;
   const uint8_t *codes; /* m * nsubq */
   es__pqview pq;
@@ -74,6 +97,11 @@ struct es_model {
   const es__kernels *k;
   uint64_t private_bytes;
   int dict_only;      /* es__model_open_dict(): no matrices */
+  int native;         /* an edgeserve native (.esm) file */
+  const uint8_t *fthd; /* the fastText header + dictionary bytes */
+  size_t fthd_len;
+  const char *meta; /* native META section (key=value lines), or NULL */
+  size_t meta_len;
   char label[64];     /* label prefix for unknown tokens ("__label__") */
   size_t label_len;
 };

@@ -213,7 +213,10 @@ static void flush(es_scratch_t *s) {
     s->nfeats = 0;
     return;
   }
-  if (!m->in.quant) {
+  if (m->in.scheme == ES__MAT_I8 || m->in.scheme == ES__MAT_I4) {
+    m->k->add_rows_q(s->acc, m->in.data, m->in.stride, m->in.scales, s->feats, n, s->dim,
+                     m->in.scheme == ES__MAT_I8 ? 8 : 4);
+  } else if (!m->in.quant) {
     m->k->add_rows(s->acc, m->in.data, s->feats, n, s->dim);
   } else {
     const es__matrix *mx = &m->in;
@@ -234,6 +237,10 @@ static inline void push_row(es_scratch_t *s, int32_t row) {
   const es__matrix *in = &s->m->in;
   if (s->collect) {
     /* no matrix to prefetch from */
+  } else if (in->scheme == ES__MAT_I8 || in->scheme == ES__MAT_I4) {
+    const uint8_t *p = in->data + (size_t)row * in->stride;
+    for (size_t o = 0; o < in->stride; o += 64) __builtin_prefetch(p + o);
+    __builtin_prefetch(in->scales + 4 * (size_t)row);
   } else if (!in->quant) {
     const uint8_t *p = in->data + (size_t)row * (size_t)s->dim * 4;
     for (int o = 0; o < s->dim * 4; o += 64) __builtin_prefetch(p + o);

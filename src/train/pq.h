@@ -41,24 +41,27 @@ typedef struct es__pq {
 } es__pq;
 
 /* Trains pq on the n rows of x (row i at x + i * stride, stride >= dim
- * floats). x is only read, never copied whole: the extra memory is about
- * np * (dsub * 4 + 5) + 256 * dsub * 8 bytes. seed picks the random stream
- * (fastText uses 1234). nthreads: the E-steps are split across that many
- * threads (values < 1 mean 1); the result is bit-identical for every
- * nthreads. Returns 0, or ES_EINVAL (n < 256, dim < 1, dsub < 1,
+ * floats). pq's previous contents are overwritten, not freed. x is only
+ * read, never copied whole: besides the dim * 256 floats of centroids, the
+ * scratch is about min(n, 65536) * (4 * dsub + 5) bytes. seed picks the
+ * random stream (fastText uses 1234). nthreads: the E-steps are split
+ * across that many threads (values < 1 mean 1); the result is bit-identical
+ * for every nthreads. Returns 0, or ES_EINVAL (n < 256, dim < 1, dsub < 1,
  * stride < dim, x NULL) or ES_ENOMEM, with err (may be NULL) filled and pq
- * left with centroids NULL. Never exits or aborts. Cost: about
- * 25 * 256 * min(n, 65536) * dim subtract-multiply-adds. */
+ * zeroed (centroids NULL). Never exits or aborts. Cost: about
+ * 25 * 256 * min(n, 65536) * dim subtract-multiply-add-compares. */
 int es__pq_train(es__pq *pq, const float *x, int64_t n, int64_t stride, int32_t dim, int32_t dsub,
                  uint64_t seed, int nthreads, es_error_t *err);
 
 /* codes[i * nsubq + m] = index of the centroid of sub-quantizer m nearest to
- * row i of x (row stride `stride` floats), for the n rows (fastText's
- * compute_codes). Rows are split across nthreads threads (values < 1 mean
- * 1); the codes do not depend on it. Allocates nothing that can fail: if a
- * thread or the transposed-centroid scratch cannot be had, the work runs in
- * the calling thread with a slower loop. Cost: 256 * n * dim
- * subtract-multiply-adds. */
+ * row i of x (row stride `stride` floats), for the n rows: fastText's
+ * compute_codes, ties to the lowest index. codes holds n * nsubq bytes.
+ * Rows are split across nthreads threads (values < 1 mean 1); the codes do
+ * not depend on it. Cannot fail: it allocates nothing (sub-vectors wider
+ * than 32 floats take a slower per-row loop), and a thread that cannot be
+ * created has its share done by the calling thread. Does nothing when
+ * n <= 0 or pq has no centroids. Cost: 256 * n * dim
+ * subtract-multiply-add-compares. */
 void es__pq_codes(const es__pq *pq, const float *x, int64_t n, int64_t stride, uint8_t *codes,
                   int nthreads);
 
@@ -70,8 +73,8 @@ static inline const float *es__pq_centroid(const es__pq *pq, int32_t m, int i) {
   return pq->centroids + ((size_t)m * ES_PQ_KSUB + (size_t)i) * pq->dsub;
 }
 
-/* Releases pq's centroids and sets the pointer NULL; safe to call twice and
- * on a zeroed or failed pq. Does not free pq itself. */
+/* Releases pq's centroids and sets the pointer NULL; safe to call twice, on
+ * a zeroed pq and on one es__pq_train failed on. Does not free pq itself. */
 void es__pq_free(es__pq *pq);
 
 #endif
