@@ -217,6 +217,29 @@ qcheck dsub3-odd es-hs-char -dsub 3
 qcheck qout es-ova-wng2 -qout -qnorm
 qcheck fasttext-bin ft-ns-char1-wng3 -cutoff 5000 -retrain -epoch 1
 
+# ---------------------------------------------------------------- convert
+
+# es_p1 MODEL FILE: precision at 1 as edgeserve's test prints it (.esm).
+es_p1() { "$ES" test "$1" "$2" | awk '$1 == "P@1" { print $2 }'; }
+"$ES" convert es-sm-char-wng2.bin native.esm
+"$ES" predict-prob native.esm syn-held.txt 3 >es.out
+"$FT" predict-prob es-sm-char-wng2.bin syn-held.txt 3 >ft.out
+same "convert .bin -> .esm (f32): fastText's bytes from the native file" es.out ft.out
+"$ES" convert native.esm back.bin
+same "convert .esm -> .bin: the original file" back.bin es-sm-char-wng2.bin
+"$ES" convert q-es-qnorm.ftz native-pq.esm
+"$ES" convert native-pq.esm back.ftz
+same "convert .ftz -> .esm -> .ftz: the original file" back.ftz q-es-qnorm.ftz
+"$ES" convert es-sm-char-wng2.bin int8.esm --int8
+"$ES" convert es-sm-char-wng2.bin int4.esm --int4 --normalize lower,separators
+dense_p1=$(es_p1 es-sm-char-wng2.bin syn-held.txt)
+at_least "--int8: P@1 within 0.005 of the dense model" "$(es_p1 int8.esm syn-held.txt)" \
+  "$dense_p1" 0.005
+at_least "--int4: P@1 within 0.03 of the dense model" "$(es_p1 int4.esm syn-held.txt)" \
+  "$dense_p1" 0.03
+if [ "$(stat -c %s int8.esm)" -lt $(($(stat -c %s es-sm-char-wng2.bin) / 3)) ]; then
+  ok "--int8: under a third of the .bin"; else fail "--int8: under a third of the .bin"; fi
+
 # ---------------------------------------------------------------- bad input
 
 printf 'no labels here\njust words\n' >unlabelled.txt
@@ -273,6 +296,11 @@ bad "quantize: -qout with fewer than 256 labels" "-qout needs at least 256 label
   quantize -output tiny -qout
 cp q-es-qnorm.ftz again.bin
 bad "quantize: a quantized model" "already quantized" quantize -output again
+bad "convert: int8 to .bin" "holds f32 matrices only" convert int8.esm bad.bin
+bad "convert: .bin to .ftz" "product-quantized input only" convert es-sm-plain.bin bad.ftz
+bad "convert: unknown extension" "must end in .esm" convert es-sm-plain.bin bad.model
+bad "convert: bad normalizer" "--normalize" convert es-sm-plain.bin bad.esm --normalize bogus
+bad "convert: missing model" "cannot open" convert nope.bin bad.esm
 mkfifo fifo.txt
 bad "training from a FIFO" "regular file" supervised -input fifo.txt -output bad
 
