@@ -7,12 +7,13 @@
 #                 under qemu-user (tests/arm/arm-check.sh)
 #   make bench    the benchmarks of bench/ (see README): predict.sh and train.sh
 #   make bench-train  bench/train.sh only (training + quantization)
+#   make model    the bundled media model (scripts/make-model.sh) into build/models
 #   make format   clang-format every C file
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build asan test test-unit test-arm bench bench-train format clean
+.PHONY: all deps build asan model test test-unit test-arm bench bench-train format clean
 
 all: build
 
@@ -39,6 +40,9 @@ test-unit: build
 test-arm: deps
 	@scripts/deps.sh arm
 	tests/arm/arm-check.sh
+
+model: build
+	scripts/make-model.sh $(BUILD)
 
 bench: build
 	@scripts/deps.sh bench

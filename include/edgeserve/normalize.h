@@ -53,15 +53,17 @@
  *   QUALITY  resolutions (720p 1080i 4k 1920x1080 ...), sources and services
  *            (web webdl webrip hdtv bluray bdrip dlmux bdmux amzn nf dsnp
  *            hmax atvp raiplay ...), codecs (x264 h264 hevc xvid 10bit hdr
- *            ...), audio (aac ac3 dd5 ddp5 eac3 dts truehd atmos ...),
+ *            ...), audio (aac ac3 dd5 ddp5 eac3 dts truehd atmos 6ch ...),
  *            language tags (ita eng italian multi sub subita dual ...),
  *            release words (proper repack internal complete completa ...),
- *            "dolby" and a "vision" right after it,
- *            fansub CRCs (8 hex digits, letters and digits mixed),
- *            "blu" and a "ray" right after it, "ma" right after "hd", "h"/"x"
- *            right before "264"/"265" (with it); and years 1900-2099
- *            outside the title zone. Words that start many titles (the, doc,
- *            dark, lost, real, max, full, tv, serie, series) are never tags.
+ *            fansub CRCs (8 hex digits, letters and digits mixed); "blu" and
+ *            a "ray" right after it, "dolby" and a "vision" right after it,
+ *            "ma" right after "hd", "h"/"x" right before "264"/"265" (with
+ *            it); and, outside the title zone, years 1900-2099 and 264/265.
+ *            Tokens of 16 bytes or more are never markers or tags. Words
+ *            common in titles are never tags, even where releases use them
+ *            so: the, doc, dark, lost, real, max, now, sky, rai, full, tv,
+ *            english, serie, series.
  *
  * The output is never longer than the input, normalizing twice gives the same
  * result as once, and invalid UTF-8 and NUL bytes pass through as other bytes
@@ -91,7 +93,7 @@ enum {
   ES_NORM_DEFAULT = 0x1fu,      /* all five */
 };
 
-/* Parses a spec: comma-separated words from "separators", "lower",
+/* Parses a spec: comma-separated lowercase words from "separators", "lower",
  * "extension", "episode", "quality", "none" (no flag) and "default" (all
  * five), spaces around words allowed, e.g. "separators,lower". Returns 0 and
  * sets n->flags; or ES_EINVAL, leaves *n unchanged and, when err is not NULL,

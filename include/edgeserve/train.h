@@ -56,6 +56,9 @@ typedef struct es_train_args {
   int save_output;                /* also write OUTPUT.output (label vectors) */
   int deterministic;              /* one thread: bit-identical output per seed */
   int write_vec;                  /* write OUTPUT.vec as fastText does (default 1) */
+  const char *normalize; /* a normalizer spec (normalize.h): training lines are
+                          * normalized (labels kept), and OUTPUT.esm is written
+                          * too, carrying the normalizer for prediction */
   /* quantize only */
   int64_t cutoff; /* 0: keep every input row */
   int retrain;    /* fine-tune after the cutoff (needs input and cutoff) */

@@ -48,7 +48,10 @@ static void usage(FILE *f, const char *cmd) {
           "  -verbose         verbosity level: 0 quiet, 2 progress on a terminal [2]\n"
           "  -pretrainedVectors  .vec file or fastText model to start from\n"
           "  -saveOutput      also write PREFIX.output (label vectors)\n"
-          "  --deterministic  one thread: the same seed gives the same file\n");
+          "  --deterministic  one thread: the same seed gives the same file\n"
+          "  -normalize SPEC  normalize file names (normalize.h: default, lower,...)\n"
+          "                   before training; also writes PREFIX.esm, which\n"
+          "                   applies the same normalizer to every query\n");
 }
 
 static void show_progress(const es_train_progress_t *p, void *ctx) {
@@ -134,6 +137,7 @@ static int parse_flags(int argc, char **argv, es_train_args_t *a, int quantize) 
       a->t = d;
     } else if (!strcmp(f, "-label")) a->label = v;
     else if (!strcmp(f, "-pretrainedVectors")) a->pretrained_vectors = *v ? v : NULL;
+    else if (!strcmp(f, "-normalize") || !strcmp(f, "--normalize")) a->normalize = v;
     else if (!strcmp(f, "-loss")) {
       if (!strcmp(v, "softmax")) a->loss = ES_LOSS_SOFTMAX;
       else if (!strcmp(v, "hs")) a->loss = ES_LOSS_HS;

@@ -633,6 +633,19 @@ static int load_native(es_model_t *m, es_error_t *err) {
   if (load_native_matrix(&s, m, &m->out, d->nlabels, 0, "output")) return s.failed;
   if (m->out.scheme == ES__MAT_I8 || m->out.scheme == ES__MAT_I4)
     return es__reader_fail(&s, ES_EUNSUPPORTED, 0, "int8/int4 output matrices are not supported");
+  size_t nlen;
+  const char *spec = es_model_meta(m, "normalizer", &nlen);
+  if (spec) {
+    char buf[256];
+    es_error_t e;
+    if (nlen >= sizeof buf)
+      return es__reader_fail(r, ES_EFORMAT, secoff[1], "META normalizer is too long");
+    memcpy(buf, spec, nlen);
+    buf[nlen] = 0;
+    if (es_normalizer_parse(&m->norm, buf, &e))
+      return es__reader_fail(r, ES_EFORMAT, secoff[1], "META normalizer: %s", e.msg);
+    m->has_norm = m->norm.flags != 0;
+  }
   return finish(r, m);
 }
 

@@ -15,6 +15,7 @@
 #define ES_ENGINE_MODEL_IMPL_H
 
 #include "edgeserve/model.h"
+#include "edgeserve/normalize.h"
 #include "edgeserve/predict.h"
 #include "kernels.h"
 
@@ -102,6 +103,8 @@ struct es_model {
   size_t fthd_len;
   const char *meta; /* native META section (key=value lines), or NULL */
   size_t meta_len;
+  int has_norm;        /* META names a normalizer: applied to every line */
+  es_normalizer_t norm;
   char label[64];     /* label prefix for unknown tokens ("__label__") */
   size_t label_len;
 };
@@ -186,6 +189,15 @@ es_scratch_t *es__scratch_collect_new(const es_model_t *m);
  * nonzero *oom says a feature did not fit in memory (the list is short). */
 const int32_t *es__line_features(const es_scratch_t *s, int64_t *n, int *oom);
 int64_t es__line_ntokens(const es_scratch_t *s);
+
+/* Models with a normalizer: the first ES__NORM_CAP bytes of a line are
+ * normalized; label tokens (prefix `label`) are kept as they are and put
+ * first, the other tokens go through es_normalize(). tmp needs
+ * ES__NORM_CAP + 1 bytes, out 2 * ES__NORM_CAP + 2. Returns out's length
+ * (no newline, no NUL). Used by prediction and by training (predict.c). */
+#define ES__NORM_CAP (16 * 1024)
+size_t es__normalize_labeled(const es_normalizer_t *n, const char *label, size_t label_len,
+                             const char *in, size_t len, char *tmp, char *out);
 
 /* Bytes one es_scratch_t for this model takes (predict.c). */
 uint64_t es__scratch_bytes(const es_model_t *m);

@@ -29,6 +29,7 @@
 #define MIN_TOKCAP    4096
 #define MAX_TOKCAP    (16u << 20)
 #define INITIAL_WHASH 4096
+#define NORM_CAP      ES__NORM_CAP
 
 struct es_scratch {
   const es_model_t *m;
@@ -61,6 +62,9 @@ struct es_scratch {
   int collect, col_oom;
   int32_t *col;
   int64_t ncol, colcap;
+  /* models with a normalizer: the raw line is buffered, then normalized */
+  char *nraw, *ntmp, *nout;
+  size_t nlen;
 };
 
 es_scratch_params_t es_scratch_default_params(void) {
@@ -85,6 +89,7 @@ uint64_t es__scratch_bytes(const es_model_t *m) {
   uint64_t b = sizeof(struct es_scratch) + 3 * dim * 4 + nl * 4 + (nl + 1) * sizeof(es__pair) +
                tokcap_for(m, MIN_TOKCAP) + 16 * 4;
   if (m->args.loss == ES_LOSS_HS) b += 2 * nl * 8;
+  if (m->has_norm) b += 4 * NORM_CAP + 3;
   if (uses_word_ngrams(m)) b += INITIAL_WHASH * 4;
   return b;
 }
@@ -101,6 +106,9 @@ void es_scratch_free(es_scratch_t *s) {
   free(s->whash);
   free(s->labels);
   free(s->col);
+  free(s->nraw);
+  free(s->ntmp);
+  free(s->nout);
   free(s);
 }
 
@@ -124,6 +132,12 @@ es_scratch_t *es_scratch_new_ex(const es_model_t *m, const es_scratch_params_t *
     s->stack = malloc(2 * (size_t)s->nlabels * sizeof(int32_t));
     s->stack_score = malloc(2 * (size_t)s->nlabels * sizeof(float));
     ok = ok && s->stack && s->stack_score;
+  }
+  if (m->has_norm) {
+    s->nraw = malloc(NORM_CAP);
+    s->ntmp = malloc(NORM_CAP + 1);
+    s->nout = malloc(2 * NORM_CAP + 2);
+    ok = ok && s->nraw && s->ntmp && s->nout;
   }
   if (uses_word_ngrams(m)) {
     s->whash_cap = INITIAL_WHASH;
@@ -181,6 +195,7 @@ void es_line_begin(es_scratch_t *s) {
   s->ntokens = 0;
   s->ncol = 0;
   s->col_oom = 0;
+  s->nlen = 0;
 }
 
 /* ---- features ---------------------------------------------------------- */
@@ -453,8 +468,58 @@ static inline int is_sep(uint8_t c) {
   return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\f' || c == '\0';
 }
 
+static size_t feed_raw(es_scratch_t *s, const char *buf, size_t len, int *done);
+
+size_t es__normalize_labeled(const es_normalizer_t *n, const char *label, size_t label_len,
+                             const char *in, size_t len, char *tmp, char *out) {
+  size_t o = 0, t = 0, i = 0;
+  if (len > ES__NORM_CAP) len = ES__NORM_CAP;
+  while (i < len) {
+    while (i < len && is_sep((uint8_t)in[i])) i++;
+    size_t st = i;
+    while (i < len && !is_sep((uint8_t)in[i])) i++;
+    if (i == st) break;
+    size_t tl = i - st;
+    if (tl >= label_len && !memcmp(in + st, label, label_len)) {
+      memcpy(out + o, in + st, tl);
+      o += tl;
+      out[o++] = ' ';
+    } else {
+      if (t) tmp[t++] = ' ';
+      memcpy(tmp + t, in + st, tl);
+      t += tl;
+    }
+  }
+  return o + es_normalize(n, tmp, t, out + o, 2 * ES__NORM_CAP + 2 - o);
+}
+
+/* The buffered raw line, normalized, then tokenized. */
+static void feed_normalized(const es_model_t *m, es_scratch_t *s, int newline) {
+  size_t o = es__normalize_labeled(&m->norm, m->label, m->label_len, s->nraw, s->nlen, s->ntmp,
+                                   s->nout);
+  if (newline) s->nout[o++] = '\n';
+  int d;
+  feed_raw(s, s->nout, o, &d);
+  s->nlen = 0;
+}
+
 size_t es_line_feed(const es_model_t *m, es_scratch_t *s, const char *buf, size_t len, int *done) {
-  (void)m;
+  if (!m->has_norm) return feed_raw(s, buf, len, done);
+  /* Whole lines are normalized (the extension is at the end): keep up to
+   * NORM_CAP bytes of the line, drop the rest (documented limit). */
+  *done = 0;
+  const char *nl = memchr(buf, '\n', len);
+  size_t take = nl ? (size_t)(nl - buf) : len;
+  size_t room = NORM_CAP - s->nlen;
+  memcpy(s->nraw + s->nlen, buf, take < room ? take : room);
+  s->nlen += take < room ? take : room;
+  if (!nl) return len;
+  feed_normalized(m, s, 1);
+  *done = 1;
+  return take + 1;
+}
+
+static size_t feed_raw(es_scratch_t *s, const char *buf, size_t len, int *done) {
   const uint8_t *p = (const uint8_t *)buf;
   *done = 0;
   for (size_t i = 0; i < len; i++) {
@@ -485,6 +550,7 @@ size_t es_line_feed(const es_model_t *m, es_scratch_t *s, const char *buf, size_
 
 void es_line_end(const es_model_t *m, es_scratch_t *s) {
   if (s->ended) return;
+  if (m->has_norm && s->nlen) feed_normalized(m, s, 0);
   if (s->toklen > 1 || s->tok_long) end_token(s);
   flush(s);
   if (s->whash) {

@@ -14,7 +14,7 @@
  * cap - 1; the result never gets longer than the input (tokens are copied or
  * shrunk, one space is written only between two kept tokens, and at least one
  * separator byte stood between them).
- * Cost: O(len) bytes touched, plus a scan of the tag table (about 150 short
+ * Cost: O(len) bytes touched, plus a scan of the tag tables (about 200 short
  * strings) for each token of at most 15 ASCII bytes.
  */
 #include "edgeserve/normalize.h"
@@ -22,10 +22,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#define NELEM(a) (sizeof(a) / sizeof *(a))
+
 /* ---- flags and specs -------------------------------------------------------- */
 
-static const char *const flag_names[] = {"separators", "lower", "extension", "episode",
-                                         "quality"};
+static const char *const flag_names[] = {"separators", "lower", "extension", "episode", "quality"};
 #define NFLAGS 5
 
 int es_normalizer_parse(es_normalizer_t *n, const char *spec, es_error_t *err) {
@@ -90,14 +91,7 @@ size_t es_normalizer_format(const es_normalizer_t *n, char *buf, size_t cap) {
 
 static int is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-static int is_sep(unsigned char c) {
-  switch (c) {
-  case '.': case '_': case '-': case '+': case '[': case ']': case '(': case ')':
-  case '{': case '}': case ',': case ';': case ':': case '!': case '?': case '\'': case '"':
-    return 1;
-  default: return is_space(c);
-  }
-}
+static int is_sep(unsigned char c) { return (c && strchr("._-+[](){},;:!?'\"", c)) || is_space(c); }
 
 static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 
@@ -108,7 +102,7 @@ static unsigned char lower_ascii(unsigned char c) {
 /* ---- extensions ---------------------------------------------------------------- */
 
 static const char *const extensions[] = {
-    "mkv", "avi", "mp4", "m4v", "srt",  "sub", "ass",  "ssa",  "idx", "vtt",  "ts",  "m2ts",
+    "mkv", "avi", "mp4", "m4v",  "srt", "sub",  "ass", "ssa",  "idx",  "vtt", "ts",  "m2ts",
     "wmv", "mov", "mpg", "mpeg", "flv", "webm", "ogm", "divx", "rmvb", "3gp", "nfo",
 };
 
@@ -156,13 +150,11 @@ typedef struct lexer {
 } lexer;
 
 static int lex(lexer *lx, tok *t) {
-  while (lx->pos < lx->end &&
-         (lx->seps ? is_sep(lx->s[lx->pos]) : is_space(lx->s[lx->pos])))
+  while (lx->pos < lx->end && (lx->seps ? is_sep(lx->s[lx->pos]) : is_space(lx->s[lx->pos])))
     lx->pos++;
   if (lx->pos == lx->end) return 0;
   size_t b = lx->pos;
-  while (lx->pos < lx->end &&
-         !(lx->seps ? is_sep(lx->s[lx->pos]) : is_space(lx->s[lx->pos])))
+  while (lx->pos < lx->end && !(lx->seps ? is_sep(lx->s[lx->pos]) : is_space(lx->s[lx->pos])))
     lx->pos++;
   t->p = lx->s + b;
   t->n = lx->pos - b;
@@ -180,41 +172,49 @@ static int lex(lexer *lx, tok *t) {
 
 enum { C_WORD, C_NUMBER, C_EPISODE, C_QUALITY };
 
-/* Tags that are never title words; compared to the ASCII-lowered token. */
-static const char *const quality_tags[] = {
-    /* resolutions (and see is_quality_pattern) */
-    "4k", "8k", "uhd", "fhd", "qhd", "hd", "sd", "hq", "hdready", "hdlight",
-    /* sources and services */
-    "web", "webdl", "webrip", "webmux", "webdlmux", "dl", "rip", "mux", "hdtv", "hdtvrip",
-    "hdtvmux", "pdtv", "sdtv", "dsr", "dsrip", "dvb", "dvbrip", "dtt", "dttrip", "satrip",
-    "tvrip", "vhsrip", "bluray", "bdrip", "brrip", "bdmux", "bdremux", "remux", "bd", "blu",
-    "dvd", "dvdrip", "dvdmux", "dvd5", "dvd9", "dvdr", "dvdscr", "hddvd", "hdrip", "dlmux",
-    "dlrip", "uhdrip", "amzn", "nf", "dsnp", "dsny", "hmax", "atvp", "hulu", "pcok", "pmtp",
-    "stan", "crav", "cr", "netflix", "amazon", "raiplay", "mediaset", "mediasetplay",
-    "timvision",
-    /* video */
-    "x264", "x265", "h264", "h265", "hevc", "avc", "xvid", "divx", "av1", "vp9", "mpeg2",
-    "10bit", "8bit", "12bit", "hi10p", "hdr", "hdr10", "hdr10plus", "dv", "dovi", "dolby", "sdr",
-    /* audio */
-    "aac", "ac3", "eac3", "dd", "ddp", "dts", "dtshd", "dtsx", "truehd", "atmos", "flac", "mp3",
-    "opus", "lpcm", "pcm",
-    /* languages and subtitles */
-    "ita", "eng", "italian", "italiano", "itaeng", "multi", "multisub", "multisubs", "sub",
-    "subs", "subbed", "subita", "subeng", "subsita", "sottotitoli", "sottotitolato",
-    "sottotitolati", "dual", "dubbed", "vost", "vostfr", "truefrench", "fre", "ger", "spa",
-    "esp", "jap", "jpn", "kor", "rus", "itasa",
-    /* release words and site tags */
-    "proper", "repack", "rerip", "internal", "limited", "complete", "completa", "completo",
-    "readnfo", "nfo", "uncut", "unrated", "extended", "dirfix", "remastered", "uncensored",
-    "eztv", "ettv", "tgx", "rarbg",
+/* Tags that are never title words, by kind; compared to the ASCII-lowered
+ * token (see also is_quality_pattern). */
+static const char *const tags_resolution[] = {"4k", "8k", "uhd", "fhd",     "qhd",
+                                              "hd", "sd", "hq",  "hdready", "hdlight"};
+static const char *const tags_source[] = {
+    "web",     "webdl",    "webrip",       "webmux",   "webdlmux", "dl",     "rip",     "mux",
+    "hdtv",    "hdtvrip",  "hdtvmux",      "pdtv",     "sdtv",     "dsr",    "dsrip",   "dvb",
+    "dvbrip",  "dtt",      "dttrip",       "satrip",   "tvrip",    "vhsrip", "bluray",  "bdrip",
+    "brrip",   "bdmux",    "bdremux",      "remux",    "bd",       "blu",    "dvd",     "dvdrip",
+    "dvdmux",  "dvd5",     "dvd9",         "dvdr",     "dvdscr",   "hddvd",  "hdrip",   "dlmux",
+    "dlrip",   "uhdrip",   "amzn",         "nf",       "dsnp",     "dsny",   "hmax",    "atvp",
+    "hulu",    "pcok",     "pmtp",         "stan",     "crav",     "cr",     "netflix", "amazon",
+    "raiplay", "mediaset", "mediasetplay", "timvision"};
+static const char *const tags_codec[] = {
+    "x264",   "x265",  "h264", "h265",  "hevc",  "avc",  "xvid",  "divx",      "av1",   "vp9",
+    "mpeg2",  "10bit", "8bit", "12bit", "hi10p", "hdr",  "hdr10", "hdr10plus", "dv",    "dovi",
+    "dolby",  "sdr",   "aac",  "ac3",   "eac3",  "dd",   "ddp",   "dts",       "dtshd", "dtsx",
+    "truehd", "atmos", "flac", "mp3",   "opus",  "lpcm", "pcm"};
+static const char *const tags_language[] = {
+    "ita",         "eng",           "italian",       "italiano", "itaeng", "multi",  "multisub",
+    "multisubs",   "sub",           "subs",          "subbed",   "subita", "subeng", "subsita",
+    "sottotitoli", "sottotitolato", "sottotitolati", "dual",     "dubbed", "vost",   "vostfr",
+    "truefrench",  "fre",           "ger",           "spa",      "esp",    "jap",    "jpn",
+    "kor",         "rus",           "itasa"};
+static const char *const tags_release[] = {
+    "proper",     "repack",     "rerip", "internal", "limited", "complete", "completa",
+    "completo",   "readnfo",    "nfo",   "uncut",    "unrated", "extended", "dirfix",
+    "remastered", "uncensored", "eztv",  "ettv",     "tgx",     "rarbg"};
+
+static const struct {
+  const char *const *v;
+  size_t n;
+} tag_lists[] = {
+    {tags_resolution, NELEM(tags_resolution)}, {tags_source, NELEM(tags_source)},
+    {tags_codec, NELEM(tags_codec)},           {tags_language, NELEM(tags_language)},
+    {tags_release, NELEM(tags_release)},
 };
 
 /* Words that mark an episode or season when a number follows them. */
 static const char *const episode_words[] = {
-    "stagione", "stagioni", "season", "seasons", "episodio", "episodi", "episode", "episodes",
-    "ep",       "eps",      "puntata", "puntate", "part",   "parte",   "temporada", "staffel",
-    "saison",
-};
+    "stagione", "stagioni", "season",    "seasons", "episodio", "episodi",
+    "episode",  "episodes", "ep",        "eps",     "puntata",  "puntate",
+    "part",     "parte",    "temporada", "staffel", "saison"};
 
 static int in_list(const char *w, const char *const *list, size_t n) {
   if (!*w) return 0;
@@ -301,8 +301,6 @@ static int is_quality_pattern(const char *w) {
   return 0;
 }
 
-#define NELEM(a) (sizeof(a) / sizeof *(a))
-
 /* Classifies t given the previous raw token (prev, "" at the start) and the
  * next one (next, NULL at the end). Sets *pair when t and next form one
  * marker ("stagione 2", "h 264"), whose class both take. */
@@ -320,7 +318,9 @@ static int classify(const tok *t, const char *prev, const tok *next, int *pair) 
     return C_QUALITY;
   }
   if (is_episode_pattern(w)) return C_EPISODE;
-  if (in_list(w, quality_tags, NELEM(quality_tags)) || is_quality_pattern(w)) return C_QUALITY;
+  for (size_t i = 0; i < NELEM(tag_lists); i++)
+    if (in_list(w, tag_lists[i].v, tag_lists[i].n)) return C_QUALITY;
+  if (is_quality_pattern(w)) return C_QUALITY;
   if ((!strcmp(w, "ray") && !strcmp(prev, "blu")) || (!strcmp(w, "ma") && !strcmp(prev, "hd")) ||
       (!strcmp(w, "vision") && !strcmp(prev, "dolby")))
     return C_QUALITY;
@@ -362,8 +362,10 @@ static void put_span(writer *wr, const unsigned char *s, size_t n, int lower) {
     }
     if (i + 1 < n && (c == 0xc3 || c == 0xc4 || c == 0xc5) && (s[i + 1] & 0xc0) == 0x80) {
       unsigned cp = ((unsigned)(c & 0x1f) << 6) | (s[i + 1] & 0x3fu);
-      if (cp >= 0xc0 && cp <= 0xde && cp != 0xd7) cp += 0x20;
-      else if (cp >= 0x100) cp = lower_ext_a(cp);
+      if (cp >= 0xc0 && cp <= 0xde && cp != 0xd7)
+        cp += 0x20;
+      else if (cp >= 0x100)
+        cp = lower_ext_a(cp);
       put(wr, (unsigned char)(0xc0 | (cp >> 6))); /* still two bytes */
       put(wr, (unsigned char)(0x80 | (cp & 0x3f)));
       i++;
@@ -398,8 +400,10 @@ size_t es_normalize(const es_normalizer_t *n, const char *in, size_t len, char *
     while (nq) {
       int pair, cls = classify(&q[0], prev, nq > 1 ? &q[1] : NULL, &pair);
       int keep = 1;
-      if (cls == C_EPISODE) keep = !(f & ES_NORM_EPISODE);
-      else if (cls == C_QUALITY) keep = !(f & ES_NORM_QUALITY);
+      if (cls == C_EPISODE)
+        keep = !(f & ES_NORM_EPISODE);
+      else if (cls == C_QUALITY)
+        keep = !(f & ES_NORM_QUALITY);
       else if (cls == C_NUMBER && !zone)
         keep = !(f & ES_NORM_EPISODE) &&
                !((f & ES_NORM_QUALITY) && (is_year(&q[0]) || is_codec_number(&q[0])));
@@ -413,8 +417,10 @@ size_t es_normalize(const es_normalizer_t *n, const char *in, size_t len, char *
         }
         memcpy(prev, q[k].lc, sizeof prev);
       }
-      if (used == 2) nq = 0;
-      else if (--nq) q[0] = q[1];
+      if (used == 2)
+        nq = 0;
+      else if (--nq)
+        q[0] = q[1];
       while (nq < 2 && lex(&lx, &q[nq])) nq++;
     }
   }

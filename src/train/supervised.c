@@ -18,6 +18,7 @@
 
 #include "../common/fail.h"
 #include "binwrite.h"
+#include "edgeserve/normalize.h"
 #include "edgeserve/predict.h"
 #include "edgeserve/train.h"
 #include "model_impl.h"
@@ -296,8 +297,73 @@ char *es__train_path(const char *prefix, const char *ext) {
 
 /* ---- the whole command ---------------------------------------------------- */
 
+/* -normalize: a copy of the training file with every line normalized as
+ * prediction will normalize it (es__normalize_labeled). */
+static int normalize_file(const char *in, const char *out, const es_normalizer_t *n,
+                          const char *label, es_error_t *err) {
+  FILE *f = fopen(in, "rb");
+  if (!f) return es__fail(err, ES_EIO, -1, "cannot open %s: %s", in, strerror(errno));
+  FILE *g = fopen(out, "wb");
+  if (!g) {
+    fclose(f);
+    return es__fail(err, ES_EIO, -1, "cannot open %s for writing: %s", out, strerror(errno));
+  }
+  char *line = NULL, *tmp = malloc(ES__NORM_CAP + 1), *res = malloc(2 * ES__NORM_CAP + 2);
+  size_t cap = 0;
+  ssize_t got;
+  int rc = !tmp || !res ? es__fail(err, ES_ENOMEM, -1, "out of memory") : 0;
+  while (!rc && (got = getline(&line, &cap, f)) > 0) {
+    size_t len = (size_t)got;
+    int nl = line[len - 1] == '\n';
+    size_t o = es__normalize_labeled(n, label, strlen(label), line, len - (size_t)nl, tmp, res);
+    if (fwrite(res, 1, o, g) != o || (nl && fputc('\n', g) == EOF))
+      rc = es__fail(err, ES_EIO, -1, "cannot write %s: %s", out, strerror(errno));
+  }
+  if (!rc && ferror(f)) rc = es__fail(err, ES_EIO, -1, "cannot read %s", in);
+  free(line);
+  free(tmp);
+  free(res);
+  fclose(f);
+  if (fclose(g) != 0 && !rc) rc = es__fail(err, ES_EIO, -1, "cannot write %s", out);
+  return rc;
+}
+
+static int train_plain(const es_train_args_t *in, es_train_progress_fn progress, void *ctx,
+                       es_error_t *err);
+
 int es_train_supervised(const es_train_args_t *in, es_train_progress_fn progress, void *ctx,
                         es_error_t *err) {
+  if (!in->normalize) return train_plain(in, progress, ctx, err);
+  es_normalizer_t n;
+  int rc = es_normalizer_parse(&n, in->normalize, err);
+  if (rc) return rc;
+  es_train_args_t a = *in;
+  if ((rc = es__train_check(&a, err))) return rc;
+  char *tmp = es__train_path(a.output, ".normalized.tmp");
+  char *bin = es__train_path(a.output, ".bin"), *esm = es__train_path(a.output, ".esm");
+  if (!tmp || !bin || !esm) rc = es__fail(err, ES_ENOMEM, -1, "out of memory");
+  if (!rc) rc = normalize_file(a.input, tmp, &n, a.label, err);
+  if (!rc) {
+    a.input = tmp;
+    a.normalize = NULL;
+    rc = train_plain(&a, progress, ctx, err);
+  }
+  if (!rc) {
+    char spec[256];
+    es_normalizer_format(&n, spec, sizeof spec);
+    const char *base = strrchr(in->input, '/');
+    es_convert_args_t ca = {ES_SCHEME_KEEP, spec, base ? base + 1 : in->input};
+    rc = es_convert(bin, esm, &ca, err);
+  }
+  if (tmp) remove(tmp);
+  free(tmp);
+  free(bin);
+  free(esm);
+  return rc;
+}
+
+static int train_plain(const es_train_args_t *in, es_train_progress_fn progress, void *ctx,
+                       es_error_t *err) {
   es_train_args_t a = *in;
   int rc = es__train_check(&a, err);
   if (rc) return rc;
