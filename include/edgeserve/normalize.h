@@ -55,7 +55,7 @@
  *            hmax atvp raiplay ...), codecs (x264 h264 hevc xvid 10bit hdr
  *            ...), audio (aac ac3 dd5 ddp5 eac3 dts truehd atmos 6ch ...),
  *            language tags (ita eng italian multi sub subita dual ...),
- *            release words (proper repack internal complete completa ...),
+ *            release words (proper repack internal complete completa copia ...),
  *            fansub CRCs (8 hex digits, letters and digits mixed); "blu" and
  *            a "ray" right after it, "dolby" and a "vision" right after it,
  *            "ma" right after "hd", "h"/"x" right before "264"/"265" (with

@@ -199,7 +199,7 @@ static const char *const tags_language[] = {
 static const char *const tags_release[] = {
     "proper",     "repack",     "rerip", "internal", "limited", "complete", "completa",
     "completo",   "readnfo",    "nfo",   "uncut",    "unrated", "extended", "dirfix",
-    "remastered", "uncensored", "eztv",  "ettv",     "tgx",     "rarbg"};
+    "remastered", "uncensored", "eztv",  "ettv",     "tgx",     "rarbg",    "copia"};
 
 static const struct {
   const char *const *v;
