@@ -20,8 +20,14 @@
  *      in fastText's order; on ties the lowest centroid index wins.
  *
  * The random stream is edgeserve's own (xoshiro256** seeded from `seed`),
- * not fastText's minstd_rand: the same seed gives the same quantizer on
- * every machine and for every thread count, but not fastText's quantizer.
+ * not fastText's minstd_rand, and a sample of rows is kept in row order
+ * rather than in shuffled order (the same subsets, equally likely): the
+ * same seed gives the same quantizer for every thread count and, the
+ * arithmetic being plain IEEE float without contraction, on every machine
+ * that rounds like SSE or NEON (not x87), but not fastText's quantizer.
+ * Like fastText's, this k-means starts from random points and does not
+ * always find well-separated clusters: with several rows per true cluster,
+ * some clusters end up sharing a centroid.
  */
 #ifndef ES_TRAIN_PQ_H
 #define ES_TRAIN_PQ_H
