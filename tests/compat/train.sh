@@ -161,6 +161,24 @@ same "-thread 3: fastText loads it and predicts identically" es.out ft.out
 at_least "-thread 3: P@1 close to one thread's" "$(p1 mt.bin syn-held.txt)" \
   "$(p1 det-t1.bin syn-held.txt)" 0.1
 
+# ---------------------------------------------------------------- progress line
+
+# Quiet when stderr is not a terminal; a live progress line on a terminal
+# (script(1) gives the command a pseudo-terminal).
+"$ES" supervised "${det[@]}" -output quiet -thread 1 -verbose 2 2>quiet.err
+if [ ! -s quiet.err ]; then ok "no progress output when not a terminal"; else
+  fail "no progress output when not a terminal" "$(head -c 200 quiet.err)"; fi
+if command -v script >/dev/null; then
+  script -qec "$(printf '%q ' "$ES" supervised "${det[@]}" -output tty -thread 1 -verbose 2)" \
+    /dev/null >tty.out 2>&1 || true
+  if grep -q 'Progress: 100.0% words/sec/thread: *[0-9]* lr:  *0.000000 avg.loss: ' tty.out &&
+    grep -q 'ETA: ' tty.out; then
+    ok "progress line on a terminal"
+  else
+    fail "progress line on a terminal" "$(tr '\r' '\n' <tty.out | tail -n 2)"
+  fi
+fi
+
 # ---------------------------------------------------------------- pretrained, saveOutput
 
 # Starting from vectors must beat starting from random (one short epoch).
