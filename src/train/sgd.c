@@ -31,7 +31,8 @@
 #define MAX_SIGMOID        8
 #define LOG_TABLE_SIZE     512
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(ES_SANITIZE)
+/* An AVX2 clone of the element-wise loops, picked at load time (ifunc). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define ES_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define ES_CLONES

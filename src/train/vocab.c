@@ -114,7 +114,7 @@ static int cmp_entry(const void *a, const void *b) {
 }
 
 int es__vocab_threshold(es__vocab *v, int64_t t, int64_t tl, es_error_t *err) {
-  qsort(v->e, (size_t)v->n, sizeof *v->e, cmp_entry);
+  if (v->n) qsort(v->e, (size_t)v->n, sizeof *v->e, cmp_entry);
   int32_t k = 0;
   v->nwords = v->nlabels = 0;
   for (int32_t i = 0; i < v->n; i++) {
