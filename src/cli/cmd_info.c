@@ -32,9 +32,20 @@ int es_cmd_info(int argc, char **argv) {
   es_model_info(m, &i);
   char a[32], b[32], c[32], d[32];
   printf("model        %s\n", argv[1]);
-  printf("format       fastText v%d %s (%s input%s%s)\n", i.version,
-         i.quant_input ? ".ftz" : ".bin", i.quant_input ? "product-quantized" : "dense",
-         i.qnorm_input ? ", qnorm" : "", i.quant_output ? ", quantized output" : "");
+  const char *store = i.input_scheme == 8   ? "int8 rows"
+                      : i.input_scheme == 4 ? "int4 rows"
+                      : i.quant_input       ? "product-quantized"
+                                            : "dense";
+  if (i.native)
+    printf("format       edgeserve native .esm (%s input%s%s)\n", store,
+           i.qnorm_input ? ", qnorm" : "", i.quant_output ? ", quantized output" : "");
+  else
+    printf("format       fastText v%d %s (%s input%s%s)\n", i.version,
+           i.quant_input ? ".ftz" : ".bin", store, i.qnorm_input ? ", qnorm" : "",
+           i.quant_output ? ", quantized output" : "");
+  size_t nlen;
+  const char *norm = es_model_meta(m, "normalizer", &nlen);
+  if (norm) printf("normalizer   %.*s\n", (int)nlen, norm);
   printf("loss         %s\n", loss_name(i.args.loss));
   printf("dim          %d\n", i.args.dim);
   printf("words        %d\n", i.nwords);
@@ -44,7 +55,10 @@ int es_cmd_info(int argc, char **argv) {
   printf("char ngrams  %d..%d\n", i.args.minn, i.args.maxn);
   printf("word ngrams  %d\n", i.args.word_ngrams);
   printf("input        %lld x %lld%s\n", (long long)i.input_rows, (long long)i.input_cols,
-         i.quant_input ? "" : " float32");
+         i.input_scheme == 8   ? " int8 + a scale per row"
+         : i.input_scheme == 4 ? " int4 + a scale per row"
+         : i.quant_input       ? ""
+                               : " float32");
   if (i.quant_input) printf("dsub         %d\n", i.dsub_input);
   printf("output       %lld x %lld\n", (long long)i.output_rows, (long long)i.output_cols);
   printf("kernels      %s\n", es_simd_name(i.simd));
