@@ -10,6 +10,11 @@
  *   predict.h  es_scratch_t and es_predict(): fastText-exact prediction,
  *              thread-safe with one scratch per thread, no allocation on the
  *              hot path; single text, batch and streaming (any line length)
+ *   normalize.h  the file-name normalizer a model can carry
+ *   train.h    es_train_supervised(), es_quantize(), es_convert(): fastText's
+ *              training and quantization, and edgeserve's native .esm format
+ *   autotune.h es_autotune(): hyperparameter search within a size and
+ *              latency budget
  *
  * A first program:
  *
@@ -44,5 +49,8 @@
 #include "edgeserve/error.h"
 #include "edgeserve/model.h"
 #include "edgeserve/predict.h"
+#include "edgeserve/normalize.h"
+#include "edgeserve/train.h"
+#include "edgeserve/autotune.h"
 
 #endif

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,30 @@ int cli_parse_float(const char *s, const char *what, float *out) {
   float v = strtof(s, &end);
   if (errno || end == s || *end) {
     fprintf(stderr, "edgeserve: %s must be a number, got \"%s\"\n", what, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+int cli_parse_i64(const char *s, const char *what, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || end == s || *end) {
+    fprintf(stderr, "edgeserve: %s: \"%s\" is not an integer\n", what, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+int cli_parse_double(const char *s, const char *what, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !isfinite(v)) {
+    fprintf(stderr, "edgeserve: %s: \"%s\" is not a number\n", what, s);
     return -1;
   }
   *out = v;

@@ -26,6 +26,10 @@ es_model_t *cli_open_model(const char *path);
  * -1 on malformed input. */
 int cli_parse_int(const char *s, const char *what, int32_t *out);
 int cli_parse_float(const char *s, const char *what, float *out);
+/* The same, for the training commands: "edgeserve: WHAT: "S" is not an
+ * integer / a number" on malformed input (and a non-finite double). */
+int cli_parse_i64(const char *s, const char *what, int64_t *out);
+int cli_parse_double(const char *s, const char *what, double *out);
 
 /* The arguments predict and test share: "CMD MODEL FILE|- [k] [threshold]
  * [--threads N]". Fills *k (default 1), *threshold (default 0) and *nthreads

@@ -66,30 +66,6 @@ static void show_progress(const es_train_progress_t *p, void *ctx) {
   fflush(stderr);
 }
 
-static int parse_i64(const char *s, const char *what, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end) {
-    fprintf(stderr, "edgeserve: %s: \"%s\" is not an integer\n", what, s);
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
-
-static int parse_double(const char *s, const char *what, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !isfinite(v)) {
-    fprintf(stderr, "edgeserve: %s: \"%s\" is not a number\n", what, s);
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
-
 /* Parses fastText-style flags into *a. Returns 0, or 2 after reporting. */
 static int parse_flags(int argc, char **argv, es_train_args_t *a, int quantize) {
   for (int i = 1; i < argc; i++) {
@@ -130,10 +106,10 @@ static int parse_flags(int argc, char **argv, es_train_args_t *a, int quantize) 
     if (!strcmp(f, "-input")) a->input = v;
     else if (!strcmp(f, "-output")) a->output = v;
     else if (!strcmp(f, "-lr")) {
-      if (parse_double(v, f, &d)) return 2;
+      if (cli_parse_double(v, f, &d)) return 2;
       a->lr = d;
     } else if (!strcmp(f, "-t")) {
-      if (parse_double(v, f, &d)) return 2;
+      if (cli_parse_double(v, f, &d)) return 2;
       a->t = d;
     } else if (!strcmp(f, "-label")) a->label = v;
     else if (!strcmp(f, "-pretrainedVectors")) a->pretrained_vectors = *v ? v : NULL;
@@ -148,7 +124,7 @@ static int parse_flags(int argc, char **argv, es_train_args_t *a, int quantize) 
         return 2;
       }
     } else if (!strcmp(f, "-cutoff")) {
-      if (parse_i64(v, f, &n)) return 2;
+      if (cli_parse_i64(v, f, &n)) return 2;
       a->cutoff = n;
     } else {
       static const struct {
@@ -176,7 +152,7 @@ static int parse_flags(int argc, char **argv, es_train_args_t *a, int quantize) 
                 argv[0]);
         return 2;
       }
-      if (parse_i64(v, f, &n)) return 2;
+      if (cli_parse_i64(v, f, &n)) return 2;
       if (n < INT32_MIN || n > INT32_MAX) {
         fprintf(stderr, "edgeserve: %s: %s is out of range\n", f, v);
         return 2;

@@ -300,8 +300,9 @@ static int load_pq(es__reader *r, es__pqview *pq, int64_t want_dim, const char *
   es__read_i32(r, &pq->nsubq, "quantizer nsubq");
   es__read_i32(r, &pq->dsub, "quantizer dsub");
   if (es__read_i32(r, &pq->lastdsub, "quantizer lastdsub")) return r->failed;
-  int ok = pq->dim == want_dim && pq->dsub >= 1 && pq->dsub <= pq->dim &&
-           pq->nsubq == (pq->dim + pq->dsub - 1) / pq->dsub &&
+  /* dsub may exceed dim (one sub-quantizer of width dim), as fastText allows */
+  int ok = pq->dim == want_dim && pq->dsub >= 1 &&
+           pq->nsubq == ((int64_t)pq->dim + pq->dsub - 1) / pq->dsub &&
            pq->lastdsub == (pq->dim % pq->dsub ? pq->dim % pq->dsub : pq->dsub);
   if (!ok)
     return es__reader_fail(r, ES_EFORMAT, at,

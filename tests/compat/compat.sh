@@ -50,18 +50,7 @@ DATA=${ES_COMPAT_DATA:-$HERE/../../../shared/data/debian-sections}
 # shellcheck source=tests/compat/lib.sh
 . "$HERE/lib.sh"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/es-compat.XXXXXX")
-if [ -n "${ES_COMPAT_KEEP:-}" ]; then
-  echo "# keeping the work directory $WORK"
-else
-  trap 'rm -rf "$WORK"' EXIT
-fi
-cd "$WORK"
-export LC_ALL=C
-
-passed=0
-failed=0
-SECONDS=0
+compat_workdir es-compat
 
 # ---------------------------------------------------------------- checking
 
@@ -287,9 +276,10 @@ if [ -f "$DATA/train.txt" ] && [ -f "$DATA/test.txt" ]; then
   quantize q-ns-dsub4 ns-char1-wng3 train.txt -dsub 4                  # dim 10: lastdsub 2
   quantize q-ns-dsub3 ns-wng2 train.txt -dsub 3 -qnorm                 # dim 14: lastdsub 2
   quantize q-hs-dsub3 hs-char train.txt -dsub 3                        # dim 13: lastdsub 1
+  quantize q-ova-dsub16 ova-plain train.txt -dsub 16                   # dim 12 < dsub
   quantize q-ova-dsub4 ova-plain train.txt -dsub 4 -qnorm              # dim 12: lastdsub 4
   quant+=(q-sm-qnorm q-hs-odd q-ova-cutoff-retrain q-hs-cutoff q-sm-cutoff-nobucket
-    q-ns-dsub4 q-ns-dsub3 q-hs-dsub3 q-ova-dsub4)
+    q-ns-dsub4 q-ns-dsub3 q-hs-dsub3 q-ova-dsub4 q-ova-dsub16)
   echo "# corpus models trained and quantized (${SECONDS}s)"
 else
   echo "SKIP corpus models: no debian-sections corpus at $DATA (set ES_COMPAT_DATA)"

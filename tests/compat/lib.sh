@@ -43,3 +43,28 @@ make_synthetic() { # make_synthetic SEED LINES
   }'
 }
 
+
+# compat_workdir NAME: a fresh work directory (removed at exit unless
+# ES_COMPAT_KEEP is set), entered, with the pass/fail counters at zero.
+compat_workdir() {
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+  if [ -n "${ES_COMPAT_KEEP:-}" ]; then
+    echo "# keeping the work directory $WORK"
+  else
+    trap 'rm -rf "$WORK"' EXIT
+  fi
+  cd "$WORK"
+  export LC_ALL=C
+  passed=0
+  failed=0
+  SECONDS=0
+}
+
+# ok NAME / fail NAME [DETAIL]: count and print one check.
+ok() { passed=$((passed + 1)); echo "ok $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -z "${2:-}" ] || printf '    %s\n' "$2"; }
+
+# same NAME FILE_A FILE_B: byte-identical files.
+same() {
+  if cmp -s "$2" "$3"; then ok "$1"; else fail "$1"; show_diff "$2" "$3"; fi
+}

@@ -36,25 +36,7 @@ DATA=${ES_COMPAT_DATA:-$HERE/../../../shared/data/debian-sections}
 # shellcheck source=tests/compat/lib.sh
 . "$HERE/lib.sh"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/es-train.XXXXXX")
-if [ -n "${ES_COMPAT_KEEP:-}" ]; then
-  echo "# keeping the work directory $WORK"
-else
-  trap 'rm -rf "$WORK"' EXIT
-fi
-cd "$WORK"
-export LC_ALL=C
-passed=0
-failed=0
-SECONDS=0
-
-ok() { passed=$((passed + 1)); echo "ok $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -z "${2:-}" ] || printf '    %s\n' "$2"; }
-
-# same NAME FILE_A FILE_B: byte-identical files.
-same() {
-  if cmp -s "$2" "$3"; then ok "$1"; else fail "$1"; show_diff "$2" "$3"; fi
-}
+compat_workdir es-train
 
 # p1 MODEL FILE: precision at 1 as printed by fastText's test.
 p1() { "$FT" test "$1" "$2" | awk '$1 == "P@1" { print $2 }'; }
@@ -82,7 +64,7 @@ make_synthetic 2 1500 >syn-held.txt
   printf '__label__c006 t006a t006b'                      # no final newline
 } >syn-train.txt
 awk '{ for (i = 1; i <= NF; i++) if ($i !~ /^__label__/) print $i }' syn-held.txt |
-  sort -u | head -n 300 >words.txt
+  sort -u | awk 'NR <= 300' >words.txt # not head: pipefail + SIGPIPE
 
 declare -A FLAGS=(
   [sm-char-wng2]="-loss softmax -dim 16 -minn 2 -maxn 4 -wordNgrams 2 -bucket 30000"
@@ -225,14 +207,17 @@ qcheck() {
   "$FT" predict-prob "q-es-$name.ftz" syn-held.txt 3 >ft.out
   "$ES" predict-prob "q-es-$name.ftz" syn-held.txt 3 >es.out
   same "quantize $name: fastText loads the .ftz and predicts identically" es.out ft.out
-  at_least "quantize $name: P@1 within 0.02 of fastText's .ftz" \
-    "$(p1 "q-es-$name.ftz" syn-held.txt)" "$(p1 "q-ft-$name.ftz" syn-held.txt)" 0.02
+  at_least "quantize $name: P@1 within ${QSLACK:-0.02} of fastText's .ftz" \
+    "$(p1 "q-es-$name.ftz" syn-held.txt)" "$(p1 "q-ft-$name.ftz" syn-held.txt)" "${QSLACK:-0.02}"
 }
 qcheck qnorm es-sm-char-wng2 -qnorm
 qcheck cutoff-retrain es-sm-char-wng2 -cutoff 3000 -retrain -epoch 1 -qnorm
 qcheck cutoff-words-only es-sm-plain -cutoff 400
 qcheck dsub3-odd es-hs-char -dsub 3
 qcheck qout es-ova-wng2 -qout -qnorm
+# dim 12, one 12-wide sub-quantizer of 256 centroids: coarse, so k-means
+# seeds matter more; the point is that both tools read the file
+QSLACK=0.05 qcheck dsub-over-dim es-ova-wng2 -dsub 16
 qcheck fasttext-bin ft-ns-char1-wng3 -cutoff 5000 -retrain -epoch 1
 
 # ---------------------------------------------------------------- convert
