@@ -99,6 +99,7 @@ static void dict_free(es__dict *d) {
 
 static int load_args(es__reader *r, es_model_t *m) {
   es_model_args_t *a = &m->args;
+  size_t at = r->pos; /* 8 in a fastText file */
   int32_t *fields[] = {&a->dim,    &a->ws,          &a->epoch, &a->min_count,
                        &a->neg,    &a->word_ngrams, &a->loss,  &a->model,
                        &a->bucket, &a->minn,        &a->maxn,  &a->lr_update_rate};
@@ -108,7 +109,6 @@ static int load_args(es__reader *r, es_model_t *m) {
   for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) es__read_i32(r, fields[i], names[i]);
   if (es__read_f64(r, &a->t, "args.t")) return r->failed;
   if (m->version == 11 && a->model == ES_MODEL_SUPERVISED) a->maxn = 0;
-  size_t at = 8;
   if (a->dim <= 0 || a->dim > MAX_DIM)
     return es__reader_fail(r, ES_EFORMAT, at, "dim %d at byte %zu is out of range (1..%d)", a->dim,
                            at, MAX_DIM);
@@ -424,19 +424,21 @@ static int build_tree(es_model_t *m) {
 /* Magic, version, args and dictionary: the start of a fastText file, and the
  * FTHD section of a native one. */
 static int load_head(es__reader *r, es_model_t *m) {
+  size_t s0 = r->pos; /* 0, or the FTHD section's offset */
   int32_t magic;
   es__read_i32(r, &magic, "magic");
   if (es__read_i32(r, &m->version, "version")) return r->failed;
   if (magic != FT_MAGIC)
-    return es__reader_fail(
-        r, ES_EFORMAT, 0, "not a fastText model: magic %d at byte 0, expected %d", magic, FT_MAGIC);
+    return es__reader_fail(r, ES_EFORMAT, s0,
+                           "not a fastText model: magic %d at byte %zu, expected %d", magic, s0,
+                           FT_MAGIC);
   if (m->version > FT_VERSION || m->version < 11)
-    return es__reader_fail(r, ES_EVERSION, 4,
-                           "fastText format version %d at byte 4 is not supported (11 or 12)",
-                           m->version);
+    return es__reader_fail(r, ES_EVERSION, s0 + 4,
+                           "fastText format version %d at byte %zu is not supported (11 or 12)",
+                           m->version, s0 + 4);
   if (load_args(r, m) || load_dict(r, m)) return r->failed;
-  m->fthd = r->base;
-  m->fthd_len = r->pos;
+  m->fthd = r->base + s0;
+  m->fthd_len = r->pos - s0;
   return 0;
 }
 
@@ -543,16 +545,20 @@ static int load_native_matrix(es__reader *r, es_model_t *m, es__matrix *mx, int6
     mx->scheme = (int)scheme;
     mx->stride = scheme == ES__MAT_I8 ? (size_t)dim : ((size_t)dim + 1) / 2;
     /* scales at the section's byte 64, rows at the next multiple of 64 */
-    size_t sc = 64, rows_at = (64 + 4 * (uint64_t)mx->m + 63) / 64 * 64;
-    if ((uint64_t)mx->m > r->len / 4 || rows_at > r->len ||
-        (uint64_t)mx->m > (r->len - rows_at) / mx->stride ||
-        rows_at + (uint64_t)mx->m * mx->stride != r->len)
+    size_t len = r->len - at;
+    if ((uint64_t)mx->m > len / 4)
+      return es__reader_fail(r, ES_EFORMAT, at + 8, "%s matrix: %lld rows cannot fit in %zu bytes",
+                             what, (long long)mx->m, len);
+    size_t rel = (size_t)((64 + 4 * (uint64_t)mx->m + 63) / 64 * 64);
+    if (rel > len || (uint64_t)mx->m > (len - rel) / mx->stride ||
+        rel + (uint64_t)mx->m * mx->stride != len)
       return es__reader_fail(r, ES_EFORMAT, at,
                              "%s matrix section at byte %zu: %zu bytes do not hold %lld rows of "
                              "%zu bytes and their scales",
-                             what, at, r->len, (long long)mx->m, mx->stride);
+                             what, at, len, (long long)mx->m, mx->stride);
+    size_t sc = at + 64;
     mx->scales = r->base + sc;
-    mx->data = r->base + rows_at;
+    mx->data = r->base + at + rel;
     r->pos = r->len;
     for (int64_t i = 0; i < mx->m; i++)
       if (!isfinite(es__ld_f32(mx->scales + 4 * (size_t)i)))
@@ -615,25 +621,32 @@ static int load_native(es_model_t *m, es_error_t *err) {
     m->meta = (const char *)sec[1];
     m->meta_len = seclen[1];
   }
-  /* Each section is read with its own bounds; error offsets are made
-   * file-relative by the message. */
+  /* Each section is read with its own end as the bound; positions (and the
+   * offsets errors name) stay file-relative. */
   es__reader s;
-  es__reader_init(&s, sec[0], seclen[0], err);
+  es__reader_init(&s, m->map, secoff[0] + seclen[0], err);
+  s.pos = secoff[0];
   if (load_head(&s, m)) return s.failed;
   if (s.pos != s.len)
     return es__reader_fail(&s, ES_EFORMAT, s.pos, "section FTHD (at byte %zu) has %zu bytes "
                            "after the dictionary", secoff[0], s.len - s.pos);
   const es__dict *d = &m->dict;
   int64_t min_rows = d->nwords + (d->pruneidx_size < 0 ? (int64_t)m->args.bucket : 0);
-  es__reader_init(&s, sec[2], seclen[2], err);
+  es__reader_init(&s, m->map, secoff[2] + seclen[2], err);
+  s.pos = secoff[2];
   if (load_native_matrix(&s, m, &m->in, -1, min_rows, "input")) return s.failed;
   if (d->pruneidx_size >= 0 && m->in.scheme == ES__MAT_F32)
-    return es__reader_fail(&s, ES_EFORMAT, 0, "a pruned dictionary needs a quantized input");
+    return es__reader_fail(&s, ES_EFORMAT, secoff[2],
+                           "a pruned dictionary needs a quantized input (section at byte %zu)",
+                           secoff[2]);
   if (check_prune_targets(&s, m)) return s.failed;
-  es__reader_init(&s, sec[3], seclen[3], err);
+  es__reader_init(&s, m->map, secoff[3] + seclen[3], err);
+  s.pos = secoff[3];
   if (load_native_matrix(&s, m, &m->out, d->nlabels, 0, "output")) return s.failed;
   if (m->out.scheme == ES__MAT_I8 || m->out.scheme == ES__MAT_I4)
-    return es__reader_fail(&s, ES_EUNSUPPORTED, 0, "int8/int4 output matrices are not supported");
+    return es__reader_fail(&s, ES_EUNSUPPORTED, secoff[3],
+                           "int8/int4 output matrices are not supported (section at byte %zu)",
+                           secoff[3]);
   size_t nlen;
   const char *spec = es_model_meta(m, "normalizer", &nlen);
   if (spec) {

@@ -200,9 +200,7 @@ void es_line_begin(es_scratch_t *s) {
 
 /* ---- features ---------------------------------------------------------- */
 
-/* Sums the buffered features into s->acc, in order. Quantized rows are
- * decoded on the fly: centroid values (times the row's norm with qnorm),
- * as fastText's ProductQuantizer::addcode. */
+/* Collect mode: appends the buffered rows to the line's feature list. */
 static void collect(es_scratch_t *s, int n) {
   if (s->ncol + n > s->colcap) {
     int64_t cap = s->colcap * 2;
@@ -218,6 +216,10 @@ static void collect(es_scratch_t *s, int n) {
   s->ncol += n;
 }
 
+/* Sums the buffered features into s->acc, in order (or records them, in
+ * collect mode). Quantized rows are decoded on the fly: centroid values
+ * (times the row's norm with qnorm), as fastText's ProductQuantizer::addcode;
+ * int8/int4 rows as scale * value. */
 static void flush(es_scratch_t *s) {
   const es_model_t *m = s->m;
   int n = s->nfeats;

@@ -227,6 +227,7 @@ static void test_corrupt(void **state) {
     int rc = es_model_open_mem(&m, img, cut, NULL, &err);
     assert_true(rc < 0);
     assert_true(err.msg[0] != 0);
+    assert_true(err.offset >= -1 && err.offset <= (int64_t)cut); /* a position in the file */
   }
   uint8_t *mut = malloc(n);
   uint32_t x = 12345;
@@ -247,9 +248,17 @@ static void test_corrupt(void **state) {
       opened++;
     } else {
       assert_true(err.msg[0] != 0);
+      assert_true(err.offset >= -1 && err.offset < (int64_t)n);
     }
   }
   assert_true(opened > 0); /* mutations in matrix values still open */
+  /* the dictionary's magic sits at the FTHD section's offset, not at 0 */
+  uint64_t fthd_off;
+  memcpy(&fthd_off, img + 24 + 8, 8);
+  memcpy(mut, img, n);
+  mut[fthd_off] ^= 0xff;
+  assert_int_equal(es_model_open_mem(&m, mut, n, NULL, &err), ES_EFORMAT);
+  assert_int_equal(err.offset, (int64_t)fthd_off);
   free(mut);
   free(img);
 }
