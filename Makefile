@@ -37,7 +37,7 @@ test: build asan
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j$(JOBS)
 
-test-arm: deps
+test-arm: build
 	@scripts/deps.sh arm
 	tests/arm/arm-check.sh
 

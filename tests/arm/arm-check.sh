@@ -4,7 +4,10 @@
 # edgeserve program statically for each, runs it under qemu-user on models
 # trained on this machine by Debian's fasttext, and compares byte for byte.
 # The NEON kernels are what runs there (checked with `edgeserve info`).
-# Usage: tests/arm/arm-check.sh   (run by `make test-arm`)
+# Training and the native format too: with --deterministic each ARM build
+# trains, quantizes and converts to the very bytes the x86-64 build writes,
+# and predicts from int8/int4 .esm files what x86-64 predicts.
+# Usage: tests/arm/arm-check.sh   (run by `make test-arm`; needs build/edgeserve)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 data="$root/../shared/data/debian-sections"
@@ -34,6 +37,26 @@ ft supervised -input "$work/train.txt" -output "$work/ova" -dim 16 -epoch 3 -lr 
   -minn 3 -maxn 5 -bucket 50000 -loss ova -thread 2 -verbose 0
 ft quantize -input "$work/train.txt" -output "$work/soft" -qnorm -cutoff 20000 -retrain -thread 2
 
+# x86-64 references from this machine's build: a deterministic training run,
+# its quantization, int8/int4 conversions and their predictions.
+x86="$root/build/edgeserve"
+[ -x "$x86" ] || { echo "arm-check: $x86 not built (run make)"; exit 1; }
+train_args=(-input "$work/train.txt" -dim 12 -epoch 2 -lr 0.5 -wordNgrams 2 -minn 2 -maxn 3
+  -bucket 20000 --deterministic -seed 5 -verbose 0)
+train_ref() { # DIR ES...: DIR/m.* (one basename: .esm files record their source's)
+  mkdir -p "$1"
+  local out=$1/m; shift
+  "$@" supervised "${train_args[@]}" -output "$out"
+  "$@" quantize -input "$work/train.txt" -output "$out" -qnorm -cutoff 5000 -retrain -epoch 1 \
+    --deterministic -verbose 0
+  "$@" convert "$out.bin" "$out-int8.esm" --int8
+  "$@" convert "$out.bin" "$out-int4.esm" --int4 --normalize lower
+}
+train_ref "$work/x86" "$x86"
+for f in int8 int4; do
+  "$x86" predict-prob "$work/x86/m-$f.esm" "$work/test.txt" 3 > "$work/x86-$f.want"
+done
+
 for arch in aarch64 armhf; do
   qemu=qemu-aarch64-static
   [ $arch = armhf ] && qemu=qemu-arm-static
@@ -54,6 +77,16 @@ for arch in aarch64 armhf; do
     done
     fasttext test "$work/$m" "$work/test.txt" > "$work/want"
     check "$arch test $m" "$work/want" $es test "$work/$m" "$work/test.txt"
+  done
+  # shellcheck disable=SC2086
+  train_ref "$work/$arch" $es
+  for f in .bin .vec .ftz -int8.esm -int4.esm; do
+    check "$arch trains/quantizes/converts the x86-64 bytes: $f" "$work/x86/m$f" \
+      cat "$work/$arch/m$f"
+  done
+  for f in int8 int4; do
+    check "$arch predict-prob $f .esm" "$work/x86-$f.want" \
+      $es predict-prob "$work/x86/m-$f.esm" "$work/test.txt" 3
   done
 done
 echo "$pass passed, $fail failed"

@@ -136,9 +136,14 @@ infeasible "--max-size 1K: nothing fits" "fits 1024 bytes" --max-size 1K
 
 # ---------------------------------------------------------------- Ctrl-C
 
-"$ES" "${tune[@]}" -output d --duration 60 --metric f1 -thread 1 >d.out 2>d.err &
+"$ES" "${tune[@]}" -output d --duration 120 --metric f1 -thread 1 >d.out 2>d.err &
 pid=$!
-sleep 5
+# Interrupt once a first trial has finished (its report line says "best"):
+# a fixed sleep is too short under the sanitizers.
+for _ in $(seq 1 600); do
+  grep -q 'best' d.out 2>/dev/null && break
+  sleep 0.2
+done
 kill -INT "$pid"
 t0=$SECONDS
 rc=0
