@@ -33,32 +33,32 @@ extern "C" {
 
 /* fastText's training arguments, with fastText's names. */
 typedef struct es_train_args {
-  const char *input;  /* training file (required) */
-  const char *output; /* output prefix: writes OUTPUT.bin/.vec (required) */
-  double lr;          /* 0.1 */
-  int32_t dim;        /* 100 */
-  int32_t ws;         /* 5 (stored; unused by supervised training) */
-  int32_t epoch;      /* 5 */
-  int32_t min_count;  /* 1 */
-  int32_t min_count_label; /* 0 */
-  int32_t neg;             /* 5 */
-  int32_t word_ngrams;     /* 1 */
-  es_loss_t loss;          /* softmax */
-  int32_t bucket;          /* 2000000; -1 = default: 0 when word_ngrams <= 1 and maxn 0 */
-  int32_t minn, maxn;      /* 0, 0 */
-  int32_t thread;          /* 12 */
-  int32_t lr_update_rate;  /* 100 */
-  double t;                /* 1e-4 (stored; unused by supervised training) */
-  const char *label;       /* "__label__" */
-  int32_t seed;            /* 0 */
-  int verbose;             /* 2: progress line on a terminal */
+  const char *input;              /* training file (required) */
+  const char *output;             /* output prefix: writes OUTPUT.bin/.vec (required) */
+  double lr;                      /* 0.1 */
+  int32_t dim;                    /* 100 */
+  int32_t ws;                     /* 5 (stored; unused by supervised training) */
+  int32_t epoch;                  /* 5 */
+  int32_t min_count;              /* 1 */
+  int32_t min_count_label;        /* 0 */
+  int32_t neg;                    /* 5 */
+  int32_t word_ngrams;            /* 1 */
+  es_loss_t loss;                 /* softmax */
+  int32_t bucket;                 /* 2000000; -1 = default: 0 when word_ngrams <= 1 and maxn 0 */
+  int32_t minn, maxn;             /* 0, 0 */
+  int32_t thread;                 /* 12 */
+  int32_t lr_update_rate;         /* 100 */
+  double t;                       /* 1e-4 (stored; unused by supervised training) */
+  const char *label;              /* "__label__" */
+  int32_t seed;                   /* 0 */
+  int verbose;                    /* 2: progress line on a terminal */
   const char *pretrained_vectors; /* .vec text file, or a fastText .bin/.ftz */
   int save_output;                /* also write OUTPUT.output (label vectors) */
   int deterministic;              /* one thread: bit-identical output per seed */
   int write_vec;                  /* write OUTPUT.vec as fastText does (default 1) */
-  const char *normalize; /* a normalizer spec (normalize.h): training lines are
-                          * normalized (labels kept), and OUTPUT.esm is written
-                          * too, carrying the normalizer for prediction */
+  const char *normalize;          /* a normalizer spec (normalize.h): training lines are
+                                   * normalized (labels kept), and OUTPUT.esm is written
+                                   * too, carrying the normalizer for prediction */
   /* quantize only */
   int64_t cutoff; /* 0: keep every input row */
   int retrain;    /* fine-tune after the cutoff (needs input and cutoff) */

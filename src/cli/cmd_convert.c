@@ -23,10 +23,14 @@ int es_cmd_convert(int argc, char **argv) {
   es_convert_args_t a = {ES_SCHEME_KEEP, NULL, NULL};
   const char *in = NULL, *out = NULL;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--int8")) a.scheme = ES_SCHEME_INT8;
-    else if (!strcmp(argv[i], "--int4")) a.scheme = ES_SCHEME_INT4;
-    else if (!strcmp(argv[i], "--f32")) a.scheme = ES_SCHEME_F32;
-    else if (!strcmp(argv[i], "--normalize") && i + 1 < argc) a.normalizer = argv[++i];
+    if (!strcmp(argv[i], "--int8"))
+      a.scheme = ES_SCHEME_INT8;
+    else if (!strcmp(argv[i], "--int4"))
+      a.scheme = ES_SCHEME_INT4;
+    else if (!strcmp(argv[i], "--f32"))
+      a.scheme = ES_SCHEME_F32;
+    else if (!strcmp(argv[i], "--normalize") && i + 1 < argc)
+      a.normalizer = argv[++i];
     else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       usage(stdout);
       return 0;
@@ -34,8 +38,10 @@ int es_cmd_convert(int argc, char **argv) {
       fprintf(stderr, "edgeserve: convert: unknown option \"%s\"\n", argv[i]);
       usage(stderr);
       return 2;
-    } else if (!in) in = argv[i];
-    else if (!out) out = argv[i];
+    } else if (!in)
+      in = argv[i];
+    else if (!out)
+      out = argv[i];
     else {
       usage(stderr);
       return 2;

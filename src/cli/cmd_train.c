@@ -14,44 +14,42 @@
 
 static void usage(FILE *f, const char *cmd) {
   if (!strcmp(cmd, "quantize")) {
-    fprintf(f,
-            "usage: edgeserve quantize -output PREFIX [-input TRAIN] [options]\n"
-            "  reads PREFIX.bin, writes PREFIX.ftz (fastText's quantize)\n\n"
-            "  -input      training file (needed for -retrain)\n"
-            "  -cutoff     number of input rows to keep (0: all) [0]\n"
-            "  -retrain    fine-tune the kept rows on -input\n"
-            "  -qnorm      quantize the norms separately\n"
-            "  -qout       quantize the output matrix too\n"
-            "  -dsub       size of each sub-vector [2]\n"
-            "  -epoch -lr -thread -seed -verbose   for -retrain [5, 0.05, 12, 0, 2]\n");
+    fprintf(f, "usage: edgeserve quantize -output PREFIX [-input TRAIN] [options]\n"
+               "  reads PREFIX.bin, writes PREFIX.ftz (fastText's quantize)\n\n"
+               "  -input      training file (needed for -retrain)\n"
+               "  -cutoff     number of input rows to keep (0: all) [0]\n"
+               "  -retrain    fine-tune the kept rows on -input\n"
+               "  -qnorm      quantize the norms separately\n"
+               "  -qout       quantize the output matrix too\n"
+               "  -dsub       size of each sub-vector [2]\n"
+               "  -epoch -lr -thread -seed -verbose   for -retrain [5, 0.05, 12, 0, 2]\n");
     return;
   }
-  fprintf(f,
-          "usage: edgeserve supervised -input FILE -output PREFIX [options]\n"
-          "  trains a classifier; writes PREFIX.bin and PREFIX.vec (fastText's supervised)\n\n"
-          "  -lr              learning rate [0.1]\n"
-          "  -dim             size of word vectors [100]\n"
-          "  -ws              size of the context window (stored, unused) [5]\n"
-          "  -epoch           number of epochs [5]\n"
-          "  -minCount        minimal number of word occurrences [1]\n"
-          "  -minCountLabel   minimal number of label occurrences [0]\n"
-          "  -neg             number of negatives sampled [5]\n"
-          "  -wordNgrams      max length of word n-grams [1]\n"
-          "  -loss            softmax, hs, ns, ova (one-vs-all) [softmax]\n"
-          "  -bucket          number of buckets [2000000]\n"
-          "  -minn -maxn      min/max length of char n-grams [0 0]\n"
-          "  -thread          number of threads [12]\n"
-          "  -lrUpdateRate    rate of updates for the learning rate [100]\n"
-          "  -t               sampling threshold (stored, unused) [0.0001]\n"
-          "  -label           labels prefix [__label__]\n"
-          "  -seed            random seed [0]\n"
-          "  -verbose         verbosity level: 0 quiet, 2 progress on a terminal [2]\n"
-          "  -pretrainedVectors  .vec file or fastText model to start from\n"
-          "  -saveOutput      also write PREFIX.output (label vectors)\n"
-          "  --deterministic  one thread: the same seed gives the same file\n"
-          "  -normalize SPEC  normalize file names (normalize.h: default, lower,...)\n"
-          "                   before training; also writes PREFIX.esm, which\n"
-          "                   applies the same normalizer to every query\n");
+  fprintf(f, "usage: edgeserve supervised -input FILE -output PREFIX [options]\n"
+             "  trains a classifier; writes PREFIX.bin and PREFIX.vec (fastText's supervised)\n\n"
+             "  -lr              learning rate [0.1]\n"
+             "  -dim             size of word vectors [100]\n"
+             "  -ws              size of the context window (stored, unused) [5]\n"
+             "  -epoch           number of epochs [5]\n"
+             "  -minCount        minimal number of word occurrences [1]\n"
+             "  -minCountLabel   minimal number of label occurrences [0]\n"
+             "  -neg             number of negatives sampled [5]\n"
+             "  -wordNgrams      max length of word n-grams [1]\n"
+             "  -loss            softmax, hs, ns, ova (one-vs-all) [softmax]\n"
+             "  -bucket          number of buckets [2000000]\n"
+             "  -minn -maxn      min/max length of char n-grams [0 0]\n"
+             "  -thread          number of threads [12]\n"
+             "  -lrUpdateRate    rate of updates for the learning rate [100]\n"
+             "  -t               sampling threshold (stored, unused) [0.0001]\n"
+             "  -label           labels prefix [__label__]\n"
+             "  -seed            random seed [0]\n"
+             "  -verbose         verbosity level: 0 quiet, 2 progress on a terminal [2]\n"
+             "  -pretrainedVectors  .vec file or fastText model to start from\n"
+             "  -saveOutput      also write PREFIX.output (label vectors)\n"
+             "  --deterministic  one thread: the same seed gives the same file\n"
+             "  -normalize SPEC  normalize file names (normalize.h: default, lower,...)\n"
+             "                   before training; also writes PREFIX.esm, which\n"
+             "                   applies the same normalizer to every query\n");
 }
 
 static void show_progress(const es_train_progress_t *p, void *ctx) {
@@ -60,8 +58,7 @@ static void show_progress(const es_train_progress_t *p, void *ctx) {
   fprintf(stderr,
           "\rProgress: %5.1f%% words/sec/thread: %7.0f lr: %9.6f avg.loss: %9.6f ETA: "
           "%3ldh%2ldm%2lds",
-          p->progress * 100, p->words_per_sec, p->lr, p->loss, eta / 3600, eta / 60 % 60,
-          eta % 60);
+          p->progress * 100, p->words_per_sec, p->lr, p->loss, eta / 3600, eta / 60 % 60, eta % 60);
   if (p->progress >= 1.0) fputc('\n', stderr);
   fflush(stderr);
 }
@@ -103,22 +100,31 @@ static int parse_flags(int argc, char **argv, es_train_args_t *a, int quantize) 
     int64_t n = 0;
     double d = 0;
     int32_t *i32 = NULL;
-    if (!strcmp(f, "-input")) a->input = v;
-    else if (!strcmp(f, "-output")) a->output = v;
+    if (!strcmp(f, "-input"))
+      a->input = v;
+    else if (!strcmp(f, "-output"))
+      a->output = v;
     else if (!strcmp(f, "-lr")) {
       if (cli_parse_double(v, f, &d)) return 2;
       a->lr = d;
     } else if (!strcmp(f, "-t")) {
       if (cli_parse_double(v, f, &d)) return 2;
       a->t = d;
-    } else if (!strcmp(f, "-label")) a->label = v;
-    else if (!strcmp(f, "-pretrainedVectors")) a->pretrained_vectors = *v ? v : NULL;
-    else if (!strcmp(f, "-normalize") || !strcmp(f, "--normalize")) a->normalize = v;
+    } else if (!strcmp(f, "-label"))
+      a->label = v;
+    else if (!strcmp(f, "-pretrainedVectors"))
+      a->pretrained_vectors = *v ? v : NULL;
+    else if (!strcmp(f, "-normalize") || !strcmp(f, "--normalize"))
+      a->normalize = v;
     else if (!strcmp(f, "-loss")) {
-      if (!strcmp(v, "softmax")) a->loss = ES_LOSS_SOFTMAX;
-      else if (!strcmp(v, "hs")) a->loss = ES_LOSS_HS;
-      else if (!strcmp(v, "ns")) a->loss = ES_LOSS_NS;
-      else if (!strcmp(v, "ova") || !strcmp(v, "one-vs-all")) a->loss = ES_LOSS_OVA;
+      if (!strcmp(v, "softmax"))
+        a->loss = ES_LOSS_SOFTMAX;
+      else if (!strcmp(v, "hs"))
+        a->loss = ES_LOSS_HS;
+      else if (!strcmp(v, "ns"))
+        a->loss = ES_LOSS_NS;
+      else if (!strcmp(v, "ova") || !strcmp(v, "one-vs-all"))
+        a->loss = ES_LOSS_OVA;
       else {
         fprintf(stderr, "edgeserve: -loss: unknown loss \"%s\" (softmax, hs, ns, ova)\n", v);
         return 2;
@@ -148,8 +154,7 @@ static int parse_flags(int argc, char **argv, es_train_args_t *a, int quantize) 
       for (size_t k = 0; k < sizeof ints / sizeof *ints; k++)
         if (!strcmp(f, ints[k].name)) i32 = (int32_t *)(void *)((char *)a + ints[k].off);
       if (!i32) {
-        fprintf(stderr, "edgeserve: unknown argument \"%s\" (see edgeserve %s -h)\n", f,
-                argv[0]);
+        fprintf(stderr, "edgeserve: unknown argument \"%s\" (see edgeserve %s -h)\n", f, argv[0]);
         return 2;
       }
       if (cli_parse_i64(v, f, &n)) return 2;

@@ -230,9 +230,11 @@ static void add_rows_q_avx2(float *h, const uint8_t *base, size_t stride, const 
     for (; j + 8 <= n; j += 8) {
       __m256 acc = _mm256_loadu_ps(h + j);
       if (bits == 8)
-        for (int i = 0; i < c; i++) acc = _mm256_add_ps(acc, _mm256_mul_ps(sc[i], q8_chunk(p[i], j)));
+        for (int i = 0; i < c; i++)
+          acc = _mm256_add_ps(acc, _mm256_mul_ps(sc[i], q8_chunk(p[i], j)));
       else
-        for (int i = 0; i < c; i++) acc = _mm256_add_ps(acc, _mm256_mul_ps(sc[i], q4_chunk(p[i], j)));
+        for (int i = 0; i < c; i++)
+          acc = _mm256_add_ps(acc, _mm256_mul_ps(sc[i], q4_chunk(p[i], j)));
       _mm256_storeu_ps(h + j, acc);
     }
     if (j < n) { /* the last 1..7 columns: zero-padded chunk, masked h */
@@ -254,8 +256,8 @@ static void add_rows_q_avx2(float *h, const uint8_t *base, size_t stride, const 
           __m128i b = _mm_cvtsi32_si128((int)(uint32_t)v), m = _mm_set1_epi8(15),
                   e = _mm_set1_epi8(8);
           __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
-          q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-              _mm_sub_epi8(_mm_xor_si128(_mm_unpacklo_epi8(lo, hi), e), e)));
+          q = _mm256_cvtepi32_ps(
+              _mm256_cvtepi8_epi32(_mm_sub_epi8(_mm_xor_si128(_mm_unpacklo_epi8(lo, hi), e), e)));
         }
         acc = _mm256_add_ps(acc, _mm256_mul_ps(sc[i], q));
       }

@@ -54,7 +54,7 @@ static void dot_rows_neon(const uint8_t *base, int64_t nrows, int n, const float
   for (; r < nrows; r++) out[r] = es__dot_row(base + (size_t)r * stride, x, n);
 }
 
-static const es__kernels neon = {ES_SIMD_NEON, add_rows_neon, dot_rows_neon,
-                                 es__add_rows_pq_scalar, es__add_rows_q_scalar};
+static const es__kernels neon = {ES_SIMD_NEON, add_rows_neon, dot_rows_neon, es__add_rows_pq_scalar,
+                                 es__add_rows_q_scalar};
 
 const es__kernels *es__kernels_neon(void) { return &neon; }

@@ -529,8 +529,7 @@ static int load_native_matrix(es__reader *r, es_model_t *m, es__matrix *mx, int6
   switch (scheme) {
   case ES__MAT_F32:
   case ES__MAT_PQ:
-    if (load_matrix(r, mx, scheme == ES__MAT_PQ, want_rows, min_rows, dim, what))
-      return r->failed;
+    if (load_matrix(r, mx, scheme == ES__MAT_PQ, want_rows, min_rows, dim, what)) return r->failed;
     if (r->pos != r->len)
       return es__reader_fail(r, ES_EFORMAT, r->pos, "%s matrix section: %zu bytes too many", what,
                              r->len - r->pos);
@@ -583,13 +582,16 @@ static int load_native(es_model_t *m, es_error_t *err) {
   memcpy(&nsec, p + 12, 4);
   memcpy(&size, p + 16, 8);
   if (version != ES__NATIVE_VERSION)
-    return es__reader_fail(r, ES_EVERSION, 8, "edgeserve model format version %u is not "
-                           "supported (this build reads %d)", version, ES__NATIVE_VERSION);
+    return es__reader_fail(r, ES_EVERSION, 8,
+                           "edgeserve model format version %u is not "
+                           "supported (this build reads %d)",
+                           version, ES__NATIVE_VERSION);
   if (size != m->map_len)
-    return es__reader_fail(r, ES_EFORMAT, 16, "the header says %llu bytes but the file has %zu "
-                           "(truncated or appended to)", (unsigned long long)size, m->map_len);
-  if (nsec > 64)
-    return es__reader_fail(r, ES_EFORMAT, 12, "%u sections is too many", nsec);
+    return es__reader_fail(r, ES_EFORMAT, 16,
+                           "the header says %llu bytes but the file has %zu "
+                           "(truncated or appended to)",
+                           (unsigned long long)size, m->map_len);
+  if (nsec > 64) return es__reader_fail(r, ES_EFORMAT, 12, "%u sections is too many", nsec);
   const uint8_t *sec[4] = {0};
   size_t seclen[4] = {0}, secoff[4] = {0};
   static const char tags[4][5] = {"FTHD", "META", "INPT", "OUTP"};
@@ -600,15 +602,15 @@ static int load_native(es_model_t *m, es_error_t *err) {
     memcpy(&off, p + 8, 8);
     memcpy(&len, p + 16, 8);
     if (off < 24 + 24 * (uint64_t)nsec || off > m->map_len || len > m->map_len - off)
-      return es__reader_fail(r, ES_EFORMAT, at, "section %.4s at byte %zu lies outside the file "
-                             "(offset %llu, %llu bytes)", (const char *)p, at,
-                             (unsigned long long)off, (unsigned long long)len);
+      return es__reader_fail(r, ES_EFORMAT, at,
+                             "section %.4s at byte %zu lies outside the file "
+                             "(offset %llu, %llu bytes)",
+                             (const char *)p, at, (unsigned long long)off, (unsigned long long)len);
     int k = -1;
     for (int t = 0; t < 4; t++)
       if (!memcmp(p, tags[t], 4)) k = t;
     if (k < 0) continue; /* unknown sections are for newer readers */
-    if (sec[k])
-      return es__reader_fail(r, ES_EFORMAT, at, "section %s appears twice", tags[k]);
+    if (sec[k]) return es__reader_fail(r, ES_EFORMAT, at, "section %s appears twice", tags[k]);
     sec[k] = m->map + off;
     seclen[k] = (size_t)len;
     secoff[k] = (size_t)off;
@@ -628,8 +630,10 @@ static int load_native(es_model_t *m, es_error_t *err) {
   s.pos = secoff[0];
   if (load_head(&s, m)) return s.failed;
   if (s.pos != s.len)
-    return es__reader_fail(&s, ES_EFORMAT, s.pos, "section FTHD (at byte %zu) has %zu bytes "
-                           "after the dictionary", secoff[0], s.len - s.pos);
+    return es__reader_fail(&s, ES_EFORMAT, s.pos,
+                           "section FTHD (at byte %zu) has %zu bytes "
+                           "after the dictionary",
+                           secoff[0], s.len - s.pos);
   const es__dict *d = &m->dict;
   int64_t min_rows = d->nwords + (d->pruneidx_size < 0 ? (int64_t)m->args.bucket : 0);
   es__reader_init(&s, m->map, secoff[2] + seclen[2], err);

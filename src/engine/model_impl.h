@@ -73,7 +73,7 @@ typedef struct es__matrix {
   int quant;  /* product-quantized (fastText .ftz) */
   int scheme; /* ES__MAT_* */
   int64_t m, n;
-  const uint8_t *data; /* dense: m * n floats; int8/int4: m rows of stride bytes */
+  const uint8_t *data;   /* dense: m * n floats; int8/int4: m rows of stride bytes */
   const uint8_t *scales; /* int8/int4: m floats, one scale per row */
   size_t stride;
   const uint8_t *raw; /* f32/pq: the matrix's bytes in fastText's layout */
@@ -82,7 +82,7 @@ typedef struct es__matrix {
   const uint8_t *codes; /* m * nsubq */
   es__pqview pq;
   const uint8_t *norm_codes; /* m, when qnorm */
-  es__pqview npq;                /* 1-d quantizer of the norms */
+  es__pqview npq;            /* 1-d quantizer of the norms */
 } es__matrix;
 
 struct es_model {
@@ -97,15 +97,15 @@ struct es_model {
   float sigmoid_table[513];
   const es__kernels *k;
   uint64_t private_bytes;
-  int dict_only;      /* es__model_open_dict(): no matrices */
-  int native;         /* an edgeserve native (.esm) file */
+  int dict_only;       /* es__model_open_dict(): no matrices */
+  int native;          /* an edgeserve native (.esm) file */
   const uint8_t *fthd; /* the fastText header + dictionary bytes */
   size_t fthd_len;
   const char *meta; /* native META section (key=value lines), or NULL */
   size_t meta_len;
-  int has_norm;        /* META names a normalizer: applied to every line */
+  int has_norm; /* META names a normalizer: applied to every line */
   es_normalizer_t norm;
-  char label[64];     /* label prefix for unknown tokens ("__label__") */
+  char label[64]; /* label prefix for unknown tokens ("__label__") */
   size_t label_len;
 };
 

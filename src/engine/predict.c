@@ -334,9 +334,8 @@ static int process_token(es_scratch_t *s, const uint8_t *t, size_t len) {
   uint32_t h = es__hash(t, len);
   int32_t wid = es__dict_find(d, (const char *)t, len);
   int is_eos = len == 4 && memcmp(t, "</s>", 4) == 0;
-  int is_label = wid >= 0
-                     ? wid >= d->nwords
-                     : len >= m->label_len && memcmp(t, m->label, m->label_len) == 0;
+  int is_label =
+      wid >= 0 ? wid >= d->nwords : len >= m->label_len && memcmp(t, m->label, m->label_len) == 0;
   if (!is_label) {
     if (wid >= 0) {
       push_row(s, wid);
@@ -415,8 +414,8 @@ static void spill_token(es_scratch_t *s) {
   const es_model_t *m = s->m;
   if (!s->tok_long) {
     s->tok_long = 1;
-    s->tok_long_label = s->toklen - 1 >= m->label_len &&
-                        memcmp(s->tok + 1, m->label, m->label_len) == 0;
+    s->tok_long_label =
+        s->toklen - 1 >= m->label_len && memcmp(s->tok + 1, m->label, m->label_len) == 0;
     s->tok_long_at_start = 1;
     s->tok_hash = es__hash(s->tok + 1, s->toklen - 1);
   }
@@ -497,8 +496,8 @@ size_t es__normalize_labeled(const es_normalizer_t *n, const char *label, size_t
 
 /* The buffered raw line, normalized, then tokenized. */
 static void feed_normalized(const es_model_t *m, es_scratch_t *s, int newline) {
-  size_t o = es__normalize_labeled(&m->norm, m->label, m->label_len, s->nraw, s->nlen, s->ntmp,
-                                   s->nout);
+  size_t o =
+      es__normalize_labeled(&m->norm, m->label, m->label_len, s->nraw, s->nlen, s->ntmp, s->nout);
   if (newline) s->nout[o++] = '\n';
   int d;
   feed_raw(s, s->nout, o, &d);

@@ -68,7 +68,7 @@ void es__bw_i64(es__bw *w, int64_t v) { es__bw_bytes(w, &v, 8); }
 void es__bw_header(es__bw *w, const es_model_args_t *a) {
   es__bw_i32(w, FT_MAGIC);
   es__bw_i32(w, FT_VERSION);
-  int32_t f[] = {a->dim,  a->ws,     a->epoch, a->min_count, a->neg,  a->word_ngrams,
+  int32_t f[] = {a->dim,  a->ws,    a->epoch,  a->min_count, a->neg,  a->word_ngrams,
                  a->loss, a->model, a->bucket, a->minn,      a->maxn, a->lr_update_rate};
   es__bw_bytes(w, f, sizeof f);
   es__bw_bytes(w, &a->t, 8);

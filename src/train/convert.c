@@ -186,7 +186,9 @@ int es_convert(const char *in, const char *out, const es_convert_args_t *a, es_e
     rc = es__fail(err, ES_EUNSUPPORTED, -1,
                   "a fastText .bin holds f32 matrices only: this model's input is %s%s (convert "
                   "with --f32, or write .esm)",
-                  scheme == ES__MAT_PQ ? "product-quantized" : scheme == ES__MAT_F32 ? "f32" : "int",
+                  scheme == ES__MAT_PQ    ? "product-quantized"
+                  : scheme == ES__MAT_F32 ? "f32"
+                                          : "int",
                   m->out.scheme != ES__MAT_F32 ? " and its output quantized" : "");
   if (!rc && ftz && scheme != ES__MAT_PQ)
     rc = es__fail(err, ES_EUNSUPPORTED, -1,

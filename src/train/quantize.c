@@ -208,8 +208,7 @@ static int apply_cutoff(qbuild *b, int64_t cutoff, es_error_t *err) {
   }
   qsort(b->words, (size_t)b->nkw, sizeof *b->words, cmp_rows_plain);
   int64_t r = 0;
-  for (int32_t i = 0; i < b->nkw; i++, r++)
-    es_model_row(m, 0, b->words[i], nw + (size_t)r * dim);
+  for (int32_t i = 0; i < b->nkw; i++, r++) es_model_row(m, 0, b->words[i], nw + (size_t)r * dim);
   for (int64_t i = 0; i < b->nkn; i++, r++)
     es_model_row(m, 0, (int64_t)nwords + b->ngrams[i], nw + (size_t)r * dim);
   b->wi = nw;
@@ -245,9 +244,10 @@ static int retrain(qbuild *b, const es_train_args_t *a, es_train_progress_fn pro
     es_model_entry(b->src, d->nwords + i, &s, &sl, &counts[i], &type);
   }
   if (!rc) {
-    es__sgd t = {dm,     a->input, a->lr,   a->epoch,     a->thread, b->args.lr_update_rate,
-                 b->args.neg, b->args.dim, b->args.loss, a->seed,  b->wi,     b->rows,
-                 b->wo,  d->nlabels, counts,  d->ntokens, progress,  ctx};
+    es__sgd t = {
+        dm,          a->input,    a->lr,        a->epoch,   a->thread, b->args.lr_update_rate,
+        b->args.neg, b->args.dim, b->args.loss, a->seed,    b->wi,     b->rows,
+        b->wo,       d->nlabels,  counts,       d->ntokens, progress,  ctx};
     rc = es__sgd_run(&t, err);
   }
   free(counts);
@@ -285,8 +285,7 @@ int es_quantize(const es_train_args_t *in, es_train_progress_fn progress, void *
   es_model_t *m = NULL;
   int rc = !bin || !ftz ? es__fail(err, ES_ENOMEM, -1, "out of memory") : 0;
   if (!rc) rc = es_model_open(&m, bin, NULL, err);
-  if (!rc && m->in.quant)
-    rc = es__fail(err, ES_EINVAL, -1, "%s is already quantized", bin);
+  if (!rc && m->in.quant) rc = es__fail(err, ES_EINVAL, -1, "%s is already quantized", bin);
   if (!rc && m->args.model != ES_MODEL_SUPERVISED)
     rc = es__fail(err, ES_EUNSUPPORTED, -1, "only supervised models can be quantized");
   if (!rc && a.qout && m->dict.nlabels < 256)

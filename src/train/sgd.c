@@ -215,8 +215,7 @@ static float forward(worker_t *w, const int32_t *labels, int32_t nlab, float lr)
     float loss = binary_logistic(w, target, 1, lr);
     for (int32_t n = 0; n < t->neg; n++) {
       int32_t neg;
-      do
-        neg = negative(w);
+      do neg = negative(w);
       while (neg == target && t->osz > 1);
       if (neg == target) break;
       loss += binary_logistic(w, neg, 0, lr);
@@ -257,8 +256,7 @@ static void update(worker_t *w, const int32_t *feats, int64_t nf, const int32_t 
   const es__sgd *t = w->sh->t;
   int dim = t->dim;
   const uint8_t *base = (const uint8_t *)t->wi;
-  for (int64_t i = 0; i < nf && i < 64; i++)
-    __builtin_prefetch(t->wi + (size_t)feats[i] * dim);
+  for (int64_t i = 0; i < nf && i < 64; i++) __builtin_prefetch(t->wi + (size_t)feats[i] * dim);
   memset(w->hidden, 0, (size_t)dim * sizeof(float));
   for (int64_t i = 0; i < nf; i += 1 << 20) {
     int64_t c = nf - i < (1 << 20) ? nf - i : (1 << 20);
@@ -328,8 +326,8 @@ static void *worker_main(void *arg) {
   w->buf_len = w->buf_pos = 0;
   while (atomic_load_explicit(&sh->token_count, memory_order_relaxed) < total &&
          !atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
-    double progress = (double)atomic_load_explicit(&sh->token_count, memory_order_relaxed) /
-                      (double)total;
+    double progress =
+        (double)atomic_load_explicit(&sh->token_count, memory_order_relaxed) / (double)total;
     float lr = (float)(t->lr * (1.0 - progress));
     if (next_line(w, &e)) {
       fail_shared(sh, &e);
@@ -546,11 +544,9 @@ int es__sgd_run(const es__sgd *t, es_error_t *err) {
     nanosleep(&ts, NULL);
     if (t->progress) {
       double el = now_sec() - t0, p = (double)atomic_load(&sh->token_count) / (double)total;
-      es_train_progress_t pr = {p > 1 ? 1 : p,
-                                el > 0 ? (double)atomic_load(&sh->token_count) / el / t->thread
-                                       : 0,
-                                t->lr * (1.0 - (p > 1 ? 1 : p)), atomic_load(&sh->loss0),
-                                p > 0 ? el / p * (1.0 - p) : 0};
+      es_train_progress_t pr = {
+          p > 1 ? 1 : p, el > 0 ? (double)atomic_load(&sh->token_count) / el / t->thread : 0,
+          t->lr * (1.0 - (p > 1 ? 1 : p)), atomic_load(&sh->loss0), p > 0 ? el / p * (1.0 - p) : 0};
       t->progress(&pr, t->ctx);
     }
   }

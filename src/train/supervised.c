@@ -157,8 +157,7 @@ static int pretrained_read(pretrained *p, const char *path, int32_t dim, es__voc
   if (d != dim) {
     fclose(f);
     return es__fail(err, ES_EINVAL, -1,
-                    "dimension of pretrained vectors (%lld) does not match dimension (%d)", d,
-                    dim);
+                    "dimension of pretrained vectors (%lld) does not match dimension (%d)", d, dim);
   }
   p->words = calloc((size_t)n ? (size_t)n : 1, sizeof *p->words);
   p->vecs = malloc(((size_t)n ? (size_t)n : 1) * (size_t)dim * sizeof(float));
@@ -386,14 +385,16 @@ static int train_plain(const es_train_args_t *in, es_train_progress_fn progress,
     rc = es__fail(err, ES_EINVAL, -1, "%s: empty vocabulary. Try a smaller -minCount value.",
                   a.input);
   if (!rc && v.nlabels == 0)
-    rc = es__fail(err, ES_EINVAL, -1,
-                  "%s has no labels: every training line needs at least one token starting "
-                  "with \"%s\"%s",
-                  a.input, a.label, a.min_count_label > 1 ? " (or -minCountLabel is too high)" : "");
+    rc =
+        es__fail(err, ES_EINVAL, -1,
+                 "%s has no labels: every training line needs at least one token starting "
+                 "with \"%s\"%s",
+                 a.input, a.label, a.min_count_label > 1 ? " (or -minCountLabel is too high)" : "");
   if (!rc && v.nwords == 0)
     rc = es__fail(err, ES_EINVAL, -1, "%s has labels but no words", a.input);
-  es_model_args_t ma = {a.dim, a.ws,     a.epoch, a.min_count, a.neg,  a.word_ngrams,
-                        a.loss, ES_MODEL_SUPERVISED, a.bucket, a.minn, a.maxn, a.lr_update_rate,
+  es_model_args_t ma = {a.dim,    a.ws,          a.epoch, a.min_count,
+                        a.neg,    a.word_ngrams, a.loss,  ES_MODEL_SUPERVISED,
+                        a.bucket, a.minn,        a.maxn,  a.lr_update_rate,
                         a.t};
   if (!rc) rc = es__train_dict_image(&ma, &v, &img, &img_len, err);
   if (!rc) rc = es__model_open_dict(&dm, img, img_len, a.label, err);
@@ -409,9 +410,9 @@ static int train_plain(const es_train_args_t *in, es_train_progress_fn progress,
     if (a.pretrained_vectors) pretrained_apply(&pre, &v, wi, a.dim, a.bucket);
     pretrained_free(&pre);
     for (int32_t i = 0; i < v.nlabels; i++) counts[i] = v.e[v.nwords + i].count;
-    es__sgd t = {dm,       a.input,   a.lr,    a.epoch, a.thread, a.lr_update_rate,
-                 a.neg,    a.dim,     a.loss,  a.seed,  wi,       rows,
-                 wo,       v.nlabels, counts,  v.ntokens, progress, ctx};
+    es__sgd t = {dm,    a.input,   a.lr,   a.epoch,   a.thread, a.lr_update_rate,
+                 a.neg, a.dim,     a.loss, a.seed,    wi,       rows,
+                 wo,    v.nlabels, counts, v.ntokens, progress, ctx};
     rc = es__sgd_run(&t, err);
   }
   if (!rc) {

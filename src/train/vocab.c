@@ -18,8 +18,7 @@ int es__vocab_init(es__vocab *v, const char *label, es_error_t *err) {
   if (!label) label = "__label__";
   v->label_len = strlen(label);
   if (v->label_len == 0 || v->label_len >= sizeof v->label)
-    return es__fail(err, ES_EINVAL, -1, "label prefix must be 1 to %zu bytes",
-                    sizeof v->label - 1);
+    return es__fail(err, ES_EINVAL, -1, "label prefix must be 1 to %zu bytes", sizeof v->label - 1);
   memcpy(v->label, label, v->label_len + 1);
   v->mask = 1023;
   v->table = calloc((size_t)v->mask + 1, sizeof *v->table);

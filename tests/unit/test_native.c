@@ -265,10 +265,8 @@ static void test_corrupt(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_f32_round_trip),
-      cmocka_unit_test(test_int8),
-      cmocka_unit_test(test_int4),
-      cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_f32_round_trip), cmocka_unit_test(test_int8),
+      cmocka_unit_test(test_int4),           cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_corrupt),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
