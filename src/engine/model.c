@@ -381,9 +381,26 @@ static int load_matrix_body(es__reader *r, es__matrix *mx, int quant, int64_t wa
   return 0;
 }
 
-/* fastText's Huffman tree over label counts (HierarchicalSoftmaxLoss::
- * buildTree). Counts come from the file, so the choice also never picks a
- * node that is not built yet: the tree stays well-formed for any counts. */
+void es__huffman(int64_t *count, int32_t n, int32_t *left, int32_t *right) {
+  int32_t total = 2 * n - 1, leaf = n - 1, node = n;
+  for (int32_t i = 0; i < total; i++) left[i] = right[i] = -1;
+  for (int32_t i = n; i < total; i++) {
+    int32_t mini[2];
+    for (int j = 0; j < 2; j++) {
+      if (leaf >= 0 && (node >= i || count[leaf] < count[node]))
+        mini[j] = leaf--;
+      else
+        mini[j] = node++;
+    }
+    left[i] = mini[0];
+    right[i] = mini[1];
+    /* Saturating: counts may come from a file. Real counts never get near. */
+    if (__builtin_add_overflow(count[mini[0]], count[mini[1]], &count[i]))
+      count[i] = count[mini[0]] > 0 ? INT64_MAX : INT64_MIN;
+  }
+}
+
+/* The hs label tree of a model, from the label counts in its dictionary. */
 static int build_tree(es_model_t *m) {
   int32_t n = m->dict.nlabels, total = 2 * n - 1;
   int64_t *count = malloc((size_t)total * sizeof *count);
@@ -394,29 +411,11 @@ static int build_tree(es_model_t *m) {
     return ES_ENOMEM;
   }
   m->private_bytes += (uint64_t)total * 8;
-  for (int32_t i = 0; i < total; i++) {
-    m->tree_left[i] = m->tree_right[i] = -1;
-    count[i] = (int64_t)1e15;
-  }
   for (int32_t i = 0; i < n; i++) {
     const char *e = es__dict_str(&m->dict, m->dict.nwords + i);
     count[i] = es__ld_i64((const uint8_t *)e + strlen(e) + 1);
   }
-  int32_t leaf = n - 1, node = n;
-  for (int32_t i = n; i < total; i++) {
-    int32_t mini[2];
-    for (int j = 0; j < 2; j++) {
-      if (leaf >= 0 && (node >= i || count[leaf] < count[node]))
-        mini[j] = leaf--;
-      else
-        mini[j] = node++;
-    }
-    m->tree_left[i] = mini[0];
-    m->tree_right[i] = mini[1];
-    /* Saturating: counts come from the file. Real counts never get near. */
-    if (__builtin_add_overflow(count[mini[0]], count[mini[1]], &count[i]))
-      count[i] = count[mini[0]] > 0 ? INT64_MAX : INT64_MIN;
-  }
+  es__huffman(count, n, m->tree_left, m->tree_right);
   free(count);
   return 0;
 }

@@ -199,6 +199,13 @@ int64_t es__line_ntokens(const es_scratch_t *s);
 size_t es__normalize_labeled(const es_normalizer_t *n, const char *label, size_t label_len,
                              const char *in, size_t len, char *tmp, char *out);
 
+/* fastText's Huffman tree over n label counts sorted descending
+ * (HierarchicalSoftmaxLoss::buildTree): nodes [0, n) are the labels, node i
+ * >= n has children left[i], right[i] (-1 for leaves); count needs 2n - 1
+ * entries, the first n set (the rest are written). The choice never picks a
+ * node that is not built yet, so the tree is well-formed for any counts. */
+void es__huffman(int64_t *count, int32_t n, int32_t *left, int32_t *right);
+
 /* Bytes one es_scratch_t for this model takes (predict.c). */
 uint64_t es__scratch_bytes(const es_model_t *m);
 

@@ -406,34 +406,27 @@ static int build_alias(shared_t *sh) {
   return ok ? 0 : -1;
 }
 
-/* fastText's Huffman tree over label counts (sorted descending), and each
- * label's path to the root as (output row, code) pairs. */
+/* Each label's path to the root of fastText's Huffman tree (es__huffman)
+ * as (output row, code) pairs: the row is the inner node's index - osz, the
+ * code 1 for a right child. */
 static int build_paths(shared_t *sh) {
   const es__sgd *t = sh->t;
   int32_t n = t->osz, total = 2 * n - 1;
   int64_t *count = malloc((size_t)total * sizeof *count);
+  int32_t *left = malloc((size_t)total * sizeof *left),
+          *right = malloc((size_t)total * sizeof *right);
   int32_t *parent = malloc((size_t)total * sizeof *parent);
   uint8_t *binary = calloc((size_t)total, 1);
   sh->paths = calloc((size_t)n, sizeof *sh->paths);
-  int ok = count && parent && binary && sh->paths;
+  int ok = count && left && right && parent && binary && sh->paths;
   if (ok) {
-    for (int32_t i = 0; i < total; i++) {
-      count[i] = i < n ? t->label_counts[i] : INT64_MAX / 4;
-      parent[i] = -1;
-    }
-    int32_t leaf = n - 1, node = n;
+    for (int32_t i = 0; i < n; i++) count[i] = t->label_counts[i];
+    es__huffman(count, n, left, right);
+    for (int32_t i = 0; i < total; i++) parent[i] = -1;
     for (int32_t i = n; i < total; i++) {
-      int32_t mini[2];
-      for (int j = 0; j < 2; j++) {
-        if (leaf >= 0 && (node >= i || count[leaf] < count[node]))
-          mini[j] = leaf--;
-        else
-          mini[j] = node++;
-      }
-      count[i] = count[mini[0]] + count[mini[1]];
-      parent[mini[0]] = i;
-      parent[mini[1]] = i;
-      binary[mini[1]] = 1;
+      parent[left[i]] = i;
+      parent[right[i]] = i;
+      binary[right[i]] = 1;
     }
     int64_t len = 0;
     for (int32_t i = 0; i < n; i++)
@@ -455,6 +448,8 @@ static int build_paths(shared_t *sh) {
     }
   }
   free(count);
+  free(left);
+  free(right);
   free(parent);
   free(binary);
   return ok ? 0 : -1;
