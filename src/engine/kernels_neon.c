@@ -54,7 +54,54 @@ static void dot_rows_neon(const uint8_t *base, int64_t nrows, int n, const float
   for (; r < nrows; r++) out[r] = es__dot_row(base + (size_t)r * stride, x, n);
 }
 
+/* 8 int8 values of a row from column j, widened to two float vectors. */
+static inline void q8x8(const uint8_t *row, int j, float32x4_t *lo, float32x4_t *hi) {
+  int16x8_t w = vmovl_s8(vreinterpret_s8_u8(vld1_u8(row + j)));
+  *lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(w)));
+  *hi = vcvtq_f32_s32(vmovl_s16(vget_high_s16(w)));
+}
+
+/* 8 int4 values from column j (even): 4 bytes, low nibble first. */
+static inline void q4x8(const uint8_t *row, int j, float32x4_t *lo, float32x4_t *hi) {
+  uint8_t b[8] = {0};
+  for (int k = 0; k < 4; k++) b[k] = row[j / 2 + k];
+  uint8x8_t v = vld1_u8(b), m = vdup_n_u8(15);
+  uint8x8x2_t z = vzip_u8(vand_u8(v, m), vshr_n_u8(v, 4)); /* lo0 hi0 lo1 hi1 ... */
+  int8x8_t e = vdup_n_s8(8);
+  int8x8_t q = vsub_s8(veor_s8(vreinterpret_s8_u8(z.val[0]), e), e);
+  int16x8_t w = vmovl_s8(q);
+  *lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(w)));
+  *hi = vcvtq_f32_s32(vmovl_s16(vget_high_s16(w)));
+}
+
+/* int8/int4 rows: vmulq then vaddq per element, rows in order, as the
+ * scalar kernel (bit-identical); the last columns go through it. */
+static void add_rows_q_neon(float *h, const uint8_t *base, size_t stride, const uint8_t *scales,
+                            const int32_t *rows, int count, int n, int bits) {
+  for (int i = 0; i < count; i++) {
+    const uint8_t *row = base + (size_t)rows[i] * stride;
+    float32x4_t sc = vdupq_n_f32(es__ld_f32(scales + 4 * (size_t)rows[i]));
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+      float32x4_t lo, hi;
+      if (bits == 8)
+        q8x8(row, j, &lo, &hi);
+      else
+        q4x8(row, j, &lo, &hi);
+      vst1q_f32(h + j, vaddq_f32(vld1q_f32(h + j), vmulq_f32(sc, lo)));
+      vst1q_f32(h + j + 4, vaddq_f32(vld1q_f32(h + j + 4), vmulq_f32(sc, hi)));
+    }
+    if (j < n) { /* the tail of this row, scalar */
+      float s1 = es__ld_f32(scales + 4 * (size_t)rows[i]);
+      for (; j < n; j++) {
+        int q = bits == 8 ? (int)(int8_t)row[j] : ((((row[j >> 1] >> ((j & 1) * 4)) & 15) ^ 8) - 8);
+        h[j] += s1 * (float)q;
+      }
+    }
+  }
+}
+
 static const es__kernels neon = {ES_SIMD_NEON, add_rows_neon, dot_rows_neon, es__add_rows_pq_scalar,
-                                 es__add_rows_q_scalar};
+                                 add_rows_q_neon};
 
 const es__kernels *es__kernels_neon(void) { return &neon; }
