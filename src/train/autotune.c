@@ -314,21 +314,6 @@ typedef struct ftz_plan {
   int fits;
 } ftz_plan;
 
-/* quantize.c's order of the rows: "</s>" first, then L2 norm descending
- * (float products summed in double), then row. */
-typedef struct ranked {
-  float norm;
-  int32_t row;
-  int32_t eos;
-} ranked;
-
-static int cmp_ranked(const void *a, const void *b) {
-  const ranked *x = a, *y = b;
-  if (x->eos != y->eos) return y->eos - x->eos;
-  if (x->norm != y->norm) return x->norm > y->norm ? -1 : 1;
-  return (x->row > y->row) - (x->row < y->row);
-}
-
 /* The largest cutoff whose .ftz (qnorm, dsub, qout) fits
  * max_size, from the trained .bin: each kept row costs its codes and norm
  * code, plus its dictionary entry (a word) or pruned-index pair (a bucket).
@@ -342,7 +327,6 @@ static int plan_ftz(const tune *T, const char *bin, int32_t dsub, int qout, ftz_
   es_model_info(m, &info);
   int64_t dim = info.input_cols, rows = info.input_rows, nw = info.nwords;
   int64_t nsubq = (dim + dsub - 1) / dsub, label_bytes = 0, words_bytes = 0;
-  int32_t eos = -1;
   for (int32_t i = 0; i < info.nwords + info.nlabels; i++) {
     const char *s;
     size_t len;
@@ -353,7 +337,6 @@ static int plan_ftz(const tune *T, const char *bin, int32_t dsub, int qout, ftz_
       label_bytes += (int64_t)len;
     else
       words_bytes += (int64_t)len + 10;
-    if (i < info.nwords && len == 4 && !memcmp(s, "</s>", 4)) eos = i;
   }
   uint64_t fixed = ftz_fixed(dim, info.nlabels, label_bytes, qout);
   memset(p, 0, sizeof *p);
@@ -371,21 +354,8 @@ static int plan_ftz(const tune *T, const char *bin, int32_t dsub, int qout, ftz_
     es_model_close(m);
     return 0;
   }
-  ranked *r = malloc((size_t)rows * sizeof *r);
-  float *row = malloc((size_t)dim * sizeof *row);
-  if (!r || !row) {
-    rc = es__fail(err, ES_ENOMEM, -1, "out of memory ranking %lld rows", (long long)rows);
-    goto out;
-  }
-  for (int64_t i = 0; i < rows; i++) {
-    es_model_row(m, 0, i, row);
-    double s = 0.0;
-    for (int64_t j = 0; j < dim; j++) s += (double)(row[j] * row[j]);
-    r[i].norm = (float)sqrt(s);
-    r[i].row = (int32_t)i;
-    r[i].eos = i == eos;
-  }
-  qsort(r, (size_t)rows, sizeof *r, cmp_ranked);
+  int32_t *r;
+  if ((rc = es__rank_rows(m, &r, err))) goto out;
   uint64_t size = fixed;
   int64_t c = 0;
   for (; c < rows; c++) {
@@ -393,8 +363,8 @@ static int plan_ftz(const tune *T, const char *bin, int32_t dsub, int qout, ftz_
     size_t len = 0;
     int64_t count;
     int type;
-    if (r[c].row < nw) es_model_entry(m, r[c].row, &s, &len, &count, &type);
-    uint64_t cost = (uint64_t)(nsubq + 1) + (r[c].row < nw ? len + 10 : 8);
+    if (r[c] < nw) es_model_entry(m, r[c], &s, &len, &count, &type);
+    uint64_t cost = (uint64_t)(nsubq + 1) + (r[c] < nw ? len + 10 : 8);
     if (c == MIN_ROWS) p->min_size = size;
     if (size + cost > T->a->max_size && c >= MIN_ROWS) break;
     size += cost;
@@ -406,7 +376,6 @@ static int plan_ftz(const tune *T, const char *bin, int32_t dsub, int qout, ftz_
   }
 out:
   free(r);
-  free(row);
   es_model_close(m);
   return rc;
 }

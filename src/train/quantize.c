@@ -166,30 +166,45 @@ static void write_dict(es__bw *w, const qbuild *b) {
 }
 
 /* -cutoff: selectEmbeddings + Dictionary::prune + the pruned matrix. */
-static int apply_cutoff(qbuild *b, int64_t cutoff, es_error_t *err) {
-  const es_model_t *m = b->src;
-  int32_t dim = m->args.dim, nwords = m->dict.nwords;
+int es__rank_rows(const es_model_t *m, int32_t **order, es_error_t *err) {
+  int32_t dim = m->args.dim;
   int64_t n = m->in.m;
-  ranked *idx = malloc((size_t)n * sizeof *idx);
+  ranked *r = malloc((size_t)n * sizeof *r);
   float *row = malloc((size_t)dim * sizeof *row);
-  if (!idx || !row) {
-    free(idx);
-    free(row);
-    return es__fail(err, ES_ENOMEM, -1, "out of memory");
+  int rc = 0;
+  *order = NULL;
+  if (!r || !row) {
+    rc = es__fail(err, ES_ENOMEM, -1, "out of memory ranking %lld rows", (long long)n);
+    goto out;
   }
   for (int64_t i = 0; i < n; i++) {
     es_model_row(m, 0, i, row);
-    idx[i].norm = row_norm(row, dim);
-    idx[i].row = (int32_t)i;
-    idx[i].eos = i == m->dict.eos;
-    if (isnan(idx[i].norm)) {
-      free(idx);
-      free(row);
-      return es__fail(err, ES_ERANGE, -1, "input row %lld contains NaN", (long long)i);
+    r[i].norm = row_norm(row, dim);
+    r[i].row = (int32_t)i;
+    r[i].eos = i == m->dict.eos;
+    if (isnan(r[i].norm)) {
+      rc = es__fail(err, ES_ERANGE, -1, "input row %lld contains NaN", (long long)i);
+      goto out;
     }
   }
+  qsort(r, (size_t)n, sizeof *r, cmp_rows);
+  /* the ids, in place over the (larger) ranked array */
+  int32_t *ids = (int32_t *)(void *)r;
+  for (int64_t i = 0; i < n; i++) ids[i] = r[i].row;
+  *order = ids;
+  r = NULL;
+out:
+  free(r);
   free(row);
-  qsort(idx, (size_t)n, sizeof *idx, cmp_rows);
+  return rc;
+}
+
+static int apply_cutoff(qbuild *b, int64_t cutoff, es_error_t *err) {
+  const es_model_t *m = b->src;
+  int32_t dim = m->args.dim, nwords = m->dict.nwords;
+  int32_t *idx;
+  int rc = es__rank_rows(m, &idx, err);
+  if (rc) return rc;
   b->words = malloc((size_t)cutoff * sizeof *b->words);
   b->ngrams = malloc((size_t)cutoff * sizeof *b->ngrams);
   float *nw = malloc((size_t)cutoff * (size_t)dim * sizeof *nw);
@@ -201,10 +216,10 @@ static int apply_cutoff(qbuild *b, int64_t cutoff, es_error_t *err) {
   b->nkw = 0;
   b->nkn = 0;
   for (int64_t i = 0; i < cutoff; i++) {
-    if (idx[i].row < nwords)
-      b->words[b->nkw++] = idx[i].row;
+    if (idx[i] < nwords)
+      b->words[b->nkw++] = idx[i];
     else
-      b->ngrams[b->nkn++] = idx[i].row - nwords;
+      b->ngrams[b->nkn++] = idx[i] - nwords;
   }
   qsort(b->words, (size_t)b->nkw, sizeof *b->words, cmp_rows_plain);
   int64_t r = 0;

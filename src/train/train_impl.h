@@ -20,6 +20,13 @@ int es__train_check(es_train_args_t *a, es_error_t *err);
 int es__train_dict_image(const es_model_args_t *ma, const es__vocab *v, char **img, size_t *len,
                          es_error_t *err);
 
+/* The input rows of m in quantize's -cutoff order (fastText's
+ * selectEmbeddings): "</s>" first, then by L2 norm descending (float products
+ * summed in double), ties by row. On success *order is a malloc'd array of
+ * the m->in.m row ids; else ES_ENOMEM or ES_ERANGE (a row holds NaN) with err
+ * filled and *order NULL (quantize.c). */
+int es__rank_rows(const es_model_t *m, int32_t **order, es_error_t *err);
+
 /* prefix + ext, malloc'd (NULL when out of memory). */
 char *es__train_path(const char *prefix, const char *ext);
 
