@@ -32,10 +32,12 @@
 #include "pq.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../common/fail.h"
+#include "../common/splitmix.h"
 
 #define KSUB        ES_PQ_KSUB
 #define NITER       25    /* k-means iterations (fastText's niter_) */
@@ -52,15 +54,8 @@ typedef struct rng {
   uint64_t s[4];
 } rng;
 
-static uint64_t splitmix64(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
 static void rng_seed(rng *r, uint64_t seed) {
-  for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+  for (int i = 0; i < 4; i++) r->s[i] = es__splitmix64(&seed);
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -288,33 +283,20 @@ static void kmeans(const float *xs, int64_t ld, int64_t np, int d, float *c, uin
 
 /* ---- training -------------------------------------------------------------------------------- */
 
-/* Fills err (when not NULL) and returns code. */
-static int fail(es_error_t *err, int code, const char *fmt, ...) {
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    err->code = code;
-    err->offset = -1;
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 int es__pq_train(es__pq *pq, const float *x, int64_t n, int64_t stride, int32_t dim, int32_t dsub,
                  uint64_t seed, int nthreads, es_error_t *err) {
-  if (!pq) return fail(err, ES_EINVAL, "quantizer: no quantizer to train");
+  if (!pq) return es__fail(err, ES_EINVAL, -1, "quantizer: no quantizer to train");
   memset(pq, 0, sizeof *pq);
   if (dim < 1 || dsub < 1)
-    return fail(err, ES_EINVAL, "quantizer: dim %d and dsub %d must both be at least 1", (int)dim,
-                (int)dsub);
+    return es__fail(err, ES_EINVAL, -1, "quantizer: dim %d and dsub %d must both be at least 1",
+                    (int)dim, (int)dsub);
   if (n < KSUB)
-    return fail(err, ES_EINVAL,
-                "matrix too small for quantization: %lld rows, must have at least %d", (long long)n,
-                KSUB);
+    return es__fail(err, ES_EINVAL, -1,
+                    "matrix too small for quantization: %lld rows, must have at least %d",
+                    (long long)n, KSUB);
   if (!x || stride < dim)
-    return fail(err, ES_EINVAL, "quantizer: no rows, or row stride %lld less than dim %d",
-                (long long)stride, (int)dim);
+    return es__fail(err, ES_EINVAL, -1, "quantizer: no rows, or row stride %lld less than dim %d",
+                    (long long)stride, (int)dim);
 
   int32_t nsubq = dim / dsub, lastdsub = dim % dsub;
   if (lastdsub == 0)
@@ -325,7 +307,8 @@ int es__pq_train(es__pq *pq, const float *x, int64_t n, int64_t stride, int32_t 
   int64_t np = n < MAX_POINTS ? n : MAX_POINTS, ld = (np + BLOCK - 1) / BLOCK * BLOCK;
   if ((uint64_t)dim * KSUB > SIZE_MAX / sizeof(float) ||
       (uint64_t)ld * width > SIZE_MAX / sizeof(float))
-    return fail(err, ES_ENOMEM, "quantizer: dim %d is too large for this machine", (int)dim);
+    return es__fail(err, ES_ENOMEM, -1, "quantizer: dim %d is too large for this machine",
+                    (int)dim);
 
   int rc = ES_ENOMEM;
   rng r;
@@ -335,8 +318,8 @@ int es__pq_train(es__pq *pq, const float *x, int64_t n, int64_t stride, int32_t 
   uint8_t *codes = malloc((size_t)ld);
   int32_t *perm = malloc(sizeof(int32_t) * (size_t)np);
   if (!centroids || !xs || !codes || !perm) {
-    fail(err, rc, "quantizer: out of memory for %lld centroids and %lld sampled rows",
-         (long long)dim * KSUB, (long long)np);
+    es__fail(err, rc, -1, "quantizer: out of memory for %lld centroids and %lld sampled rows",
+             (long long)dim * KSUB, (long long)np);
     goto out;
   }
 

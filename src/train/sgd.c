@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "../common/fail.h"
+#include "../common/splitmix.h"
 
 #define READ_BLOCK         (64 * 1024)
 #define SIGMOID_TABLE_SIZE 512
@@ -44,15 +45,8 @@ typedef struct rng {
   uint32_t s[4];
 } rng_t;
 
-static uint64_t splitmix64(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 static void rng_seed(rng_t *r, uint64_t seed) {
-  uint64_t a = splitmix64(&seed), b = splitmix64(&seed);
+  uint64_t a = es__splitmix64(&seed), b = es__splitmix64(&seed);
   r->s[0] = (uint32_t)a;
   r->s[1] = (uint32_t)(a >> 32);
   r->s[2] = (uint32_t)b;
