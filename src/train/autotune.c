@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/fail.h"
 #include "edgeserve/autotune.h"
 #include "edgeserve/predict.h"
@@ -73,12 +74,6 @@ typedef struct tune {
   int32_t centre_bucket;   /* the centre's last nonzero bucket */
   double r_train, r_quant; /* seconds per unit of estimated work; 0 until measured */
 } tune;
-
-static double now_sec(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int stopped(const tune *T) { return T->a->stop && *T->a->stop; }
 
@@ -497,7 +492,7 @@ static int trial_error(int rc, const es_error_t *e, es_autotune_trial_t *tr, es_
 static int run_trial(tune *T, es_autotune_trial_t *tr, es_error_t *err) {
   const es_autotune_args_t *a = T->a;
   es_error_t e = {0, -1, ""};
-  double t0 = now_sec();
+  double t0 = es__mono_sec();
   es_train_args_t *p = &tr->args;
   p->output = T->tmp;
   p->verbose = 0;
@@ -508,7 +503,7 @@ static int run_trial(tune *T, es_autotune_trial_t *tr, es_error_t *err) {
   double w_train = work_train(T, p), w_quant = a->max_size ? work_quant(T, p) : 0;
   int rc = es_train_supervised(p, NULL, NULL, &e);
   if (rc) return trial_error(rc, &e, tr, err);
-  double t1 = now_sec();
+  double t1 = es__mono_sec();
   update_rate(&T->r_train, (t1 - t0) / w_train);
   if (stopped(T)) return 1;
   const char *path = T->tmp_bin;
@@ -543,7 +538,7 @@ static int run_trial(tune *T, es_autotune_trial_t *tr, es_error_t *err) {
     }
     tr->quantized = 1;
     path = T->tmp_ftz;
-    double t2 = now_sec();
+    double t2 = es__mono_sec();
     update_rate(&T->r_quant, (t2 - t1) / w_quant);
   } else {
     tr->size = file_size(T->tmp_bin);
@@ -824,7 +819,7 @@ int es_autotune(const es_autotune_args_t *a, es_autotune_result_t *res,
   memset(res, 0, sizeof *res);
   res->best.metric = res->best.p50_us = res->best.p99_us = NAN;
   T.a = a;
-  T.t0 = now_sec();
+  T.t0 = es__mono_sec();
   T.base = a->train;
   T.base.write_vec = 0;
   if (!T.base.label || !*T.base.label) T.base.label = "__label__";
@@ -859,7 +854,7 @@ int es_autotune(const es_autotune_args_t *a, es_autotune_result_t *res,
   T.centre_bucket = 2000000;
 
   for (int32_t trial = 1;; trial++) {
-    double elapsed = now_sec() - T.t0, remaining = a->duration - elapsed;
+    double elapsed = es__mono_sec() - T.t0, remaining = a->duration - elapsed;
     if (stopped(&T) || (trial > 1 && remaining <= 0)) break;
     es_autotune_trial_t tr;
     memset(&tr, 0, sizeof tr);
@@ -869,14 +864,14 @@ int es_autotune(const es_autotune_args_t *a, es_autotune_result_t *res,
     /* Do not start what cannot end near the deadline. */
     double est = trial > 1 ? fit_time(&T, &tr.args, remaining) : 0;
     if (trial > 1 && est > 1.5 * remaining) break;
-    double t0 = now_sec();
+    double t0 = es__mono_sec();
     rc = run_trial(&T, &tr, err);
     if (rc < 0) break;
     if (rc == 1) { /* stopped during the trial: dropped */
       rc = 0;
       break;
     }
-    tr.seconds = now_sec() - t0;
+    tr.seconds = es__mono_sec() - t0;
     res->trials++;
     int is_best = 0;
     switch (tr.status) {
@@ -904,7 +899,7 @@ int es_autotune(const es_autotune_args_t *a, es_autotune_result_t *res,
     if (on_trial) on_trial(&tr, is_best, ctx);
   }
 
-  res->seconds = now_sec() - T.t0;
+  res->seconds = es__mono_sec() - T.t0;
   if (!rc && T.best.index == 0) {
     res->best = T.closest;
     res->best.args.output = a->train.output;

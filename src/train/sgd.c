@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/clock.h"
 #include "../common/fail.h"
 #include "../common/splitmix.h"
 
@@ -449,12 +450,6 @@ static int build_paths(shared_t *sh) {
   return ok ? 0 : -1;
 }
 
-static double now_sec(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void free_worker(worker_t *w) {
   free(w->hidden);
   free(w->grad);
@@ -517,7 +512,7 @@ int es__sgd_run(const es__sgd *t, es_error_t *err) {
     if (fseeko(ws[0].f, 0, SEEK_END) != 0 || (sh->file_size = ftello(ws[0].f)) < 0)
       rc = es__fail(err, ES_EIO, -1, "cannot seek in %s: %s", t->input, strerror(errno));
   }
-  double t0 = now_sec();
+  double t0 = es__mono_sec();
   int64_t total = (int64_t)t->epoch * t->ntokens;
   for (int i = 0; !rc && i < t->thread; i++) {
     if (pthread_create(&tids[i], NULL, worker_main, &ws[i]) != 0) {
@@ -532,7 +527,7 @@ int es__sgd_run(const es__sgd *t, es_error_t *err) {
     struct timespec ts = {0, 50 * 1000 * 1000};
     nanosleep(&ts, NULL);
     if (t->progress) {
-      double el = now_sec() - t0, p = (double)atomic_load(&sh->token_count) / (double)total;
+      double el = es__mono_sec() - t0, p = (double)atomic_load(&sh->token_count) / (double)total;
       es_train_progress_t pr = {
           p > 1 ? 1 : p, el > 0 ? (double)atomic_load(&sh->token_count) / el / t->thread : 0,
           t->lr * (1.0 - (p > 1 ? 1 : p)), atomic_load(&sh->loss0), p > 0 ? el / p * (1.0 - p) : 0};
@@ -542,7 +537,7 @@ int es__sgd_run(const es__sgd *t, es_error_t *err) {
   for (int i = 0; i < started; i++) pthread_join(tids[i], NULL);
   if (!rc && sh->failed) rc = es__fail(err, sh->err.code, sh->err.offset, "%s", sh->err.msg);
   if (!rc && t->progress) {
-    double el = now_sec() - t0;
+    double el = es__mono_sec() - t0;
     float loss = ws[0].nexamples ? (float)(ws[0].loss_sum / (double)ws[0].nexamples) : 0.0f;
     es_train_progress_t pr = {1.0, el > 0 ? (double)total / el / t->thread : 0, 0.0, loss, 0.0};
     t->progress(&pr, t->ctx);
