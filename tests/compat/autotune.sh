@@ -21,15 +21,10 @@
 # status non-zero when anything failed. ES_COMPAT_KEEP=1 keeps the work dir.
 set -euo pipefail
 
-if [ $# -ne 2 ] || [ ! -x "$1" ] || ! FT=$(command -v "$2"); then
-  echo "usage: $0 EDGESERVE FASTTEXT" >&2
-  exit 2
-fi
-ES=$(realpath "$1")
-FT=$(realpath "$FT")
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/compat/lib.sh
 . "$HERE/lib.sh"
+compat_args "$@"
 
 compat_workdir es-autotune
 

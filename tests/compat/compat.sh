@@ -30,25 +30,11 @@
 # when any check failed.
 set -euo pipefail
 
-if [ $# -ne 2 ]; then
-  echo "usage: $0 EDGESERVE FASTTEXT" >&2
-  exit 2
-fi
-if [ ! -x "$1" ]; then
-  echo "edgeserve binary not found: $1" >&2
-  exit 2
-fi
-if ! FT=$(command -v "$2"); then
-  echo "fasttext binary not found: $2" >&2
-  exit 2
-fi
-ES=$(realpath "$1")
-FT=$(realpath "$FT")
-
 HERE=$(cd "$(dirname "$0")" && pwd)
 DATA=${ES_COMPAT_DATA:-$HERE/../../../shared/data/debian-sections}
 # shellcheck source=tests/compat/lib.sh
 . "$HERE/lib.sh"
+compat_args "$@"
 
 compat_workdir es-compat
 

@@ -1,5 +1,24 @@
 # lib.sh - helpers shared by the compatibility scripts (sourced).
 
+# compat_args EDGESERVE FASTTEXT: checks the two programs and sets ES and FT
+# to their absolute paths; exits 2 with a message otherwise.
+compat_args() {
+  if [ $# -ne 2 ]; then
+    echo "usage: $0 EDGESERVE FASTTEXT" >&2
+    exit 2
+  fi
+  if [ ! -x "$1" ]; then
+    echo "edgeserve binary not found: $1" >&2
+    exit 2
+  fi
+  if ! FT=$(command -v "$2"); then
+    echo "fasttext binary not found: $2" >&2
+    exit 2
+  fi
+  ES=$(realpath "$1")
+  FT=$(realpath "$FT")
+}
+
 # show_diff ES_OUT FT_OUT: the first three differing lines, side by side.
 show_diff() {
   local shown

@@ -4,8 +4,8 @@
 # usage: bash tests/compat/train.sh EDGESERVE FASTTEXT
 #
 # What it proves, on a synthetic 300-label corpus (awk, fixed seeds) with
-# hostile lines mixed into the training text, and on debian-sections when
-# ../shared is beside the repository:
+# hostile lines mixed into the training text (the debian-sections figures
+# are bench/train.sh's):
 #   - for every loss, with and without char and word n-grams: fastText loads
 #     the .bin edgeserve writes and prints byte-identical predict-prob
 #     output; the dictionary (words, labels, counts) and the args block are
@@ -25,16 +25,10 @@
 # status non-zero when anything failed. ES_COMPAT_KEEP=1 keeps the work dir.
 set -euo pipefail
 
-if [ $# -ne 2 ] || [ ! -x "$1" ] || ! FT=$(command -v "$2"); then
-  echo "usage: $0 EDGESERVE FASTTEXT" >&2
-  exit 2
-fi
-ES=$(realpath "$1")
-FT=$(realpath "$FT")
 HERE=$(cd "$(dirname "$0")" && pwd)
-DATA=${ES_COMPAT_DATA:-$HERE/../../../shared/data/debian-sections}
 # shellcheck source=tests/compat/lib.sh
 . "$HERE/lib.sh"
+compat_args "$@"
 
 compat_workdir es-train
 
