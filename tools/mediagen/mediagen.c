@@ -299,21 +299,36 @@ static char **split_list(const char *path, int line, const char *what, char *s, 
   return v;
 }
 
+/* The next data row of a NUL-terminated buffer, cut in place: line endings
+ * (LF or CRLF) removed, empty and '#' comment lines skipped; *line counts
+ * every line read. NULL at the end. */
+static char *next_row(char **pp, int *line) {
+  char *p = *pp;
+  while (*p) {
+    char *nl = strchr(p, '\n');
+    if (nl) *nl = 0;
+    ++*line;
+    size_t l = strlen(p);
+    if (l && p[l - 1] == '\r') p[--l] = 0;
+    char *row = p;
+    p = nl ? nl + 1 : p + l;
+    if (l && row[0] != '#') {
+      *pp = p;
+      return row;
+    }
+  }
+  *pp = p;
+  return NULL;
+}
+
 static void load_catalog(catalog_t *c, const char *path) {
   size_t len;
   char *buf = read_file(path, &len);
   memset(c, 0, sizeof *c);
   int cap = 0, kcap = 0, line = 0;
   char *p = buf;
-  while (*p) {
-    char *nl = strchr(p, '\n');
-    if (nl) *nl = 0;
-    line++;
-    size_t l = strlen(p);
-    if (l && p[l - 1] == '\r') p[--l] = 0;
-    char *row = p;
-    p = nl ? nl + 1 : p + l;
-    if (!l || row[0] == '#') continue;
+  char *row;
+  while ((row = next_row(&p, &line))) {
     char *f[8] = {0};
     int nf = split(row, '\t', f, 7);
     if (nf < 6 || nf > 7)
@@ -1364,15 +1379,8 @@ static int map_titles(const catalog_t *c, const char *path) {
   const char **badv = NULL;
   int nbad = 0, badcap = 0, line = 0;
   char *p = buf;
-  while (*p) {
-    char *nl = strchr(p, '\n');
-    if (nl) *nl = 0;
-    line++;
-    size_t l = strlen(p);
-    if (l && p[l - 1] == '\r') p[--l] = 0;
-    char *row = p;
-    p = nl ? nl + 1 : p + l;
-    if (!l || row[0] == '#') continue;
+  char *row;
+  while ((row = next_row(&p, &line))) {
     char *tab = strchr(row, '\t');
     if (!tab || tab == row || !tab[1])
       die("%s:%d: expected TITLE<TAB>FILENAME with both non-empty", path, line);
