@@ -12,6 +12,8 @@ pkgs=(
   build-essential cmake pkg-config
   libcmocka-dev          # unit tests
   fasttext               # compatibility oracle in tests and benchmarks
+  libinih-dev            # INI configuration (src/runtime/config.c)
+  libcjson-dev           # JSON output of the CLI (hardware --json, config --json)
 )
 case "${1:-}" in
 bench) pkgs+=(hyperfine time) ;;

@@ -24,6 +24,11 @@ enum {
   ES_ERANGE = -6,       /* a value is out of range (too large to map, ...) */
   ES_EUNSUPPORTED = -7, /* valid, but not something edgeserve does */
   ES_EMULTILINE = -8,   /* a single text contains a newline before its end */
+  ES_ECANCELED = -9,    /* the work was cancelled before it started */
+  ES_ETIMEDOUT = -10,   /* a wait or a deadline ran out */
+  ES_EFULL = -11,       /* a bounded queue or pool is full: try again later */
+  ES_EBUDGET = -12,     /* refused by the memory budget (the report says how much) */
+  ES_ESTATE = -13,      /* not possible in the object's current state (shut down) */
 };
 
 /* A detailed error report. `offset` is the byte offset in the file the error

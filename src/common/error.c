@@ -17,6 +17,11 @@ const char *es_strerror(int code) {
   case ES_ERANGE: return "value out of range";
   case ES_EUNSUPPORTED: return "not supported";
   case ES_EMULTILINE: return "text contains a newline before its end";
+  case ES_ECANCELED: return "cancelled";
+  case ES_ETIMEDOUT: return "timed out";
+  case ES_EFULL: return "full, try again later";
+  case ES_EBUDGET: return "memory budget exceeded";
+  case ES_ESTATE: return "not possible in the current state";
   default: return "unknown error";
   }
 }

@@ -10,8 +10,9 @@
 
 static void every_code_has_a_distinct_text(void **state) {
   (void)state;
-  int codes[] = {ES_OK,     ES_ENOMEM, ES_EIO,          ES_EFORMAT,   ES_EVERSION,
-                 ES_EINVAL, ES_ERANGE, ES_EUNSUPPORTED, ES_EMULTILINE};
+  int codes[] = {ES_OK,        ES_ENOMEM, ES_EIO,          ES_EFORMAT,    ES_EVERSION,
+                 ES_EINVAL,    ES_ERANGE, ES_EUNSUPPORTED, ES_EMULTILINE, ES_ECANCELED,
+                 ES_ETIMEDOUT, ES_EFULL,  ES_EBUDGET,      ES_ESTATE};
   size_t n = sizeof codes / sizeof *codes;
   for (size_t i = 0; i < n; i++) {
     const char *t = es_strerror(codes[i]);
