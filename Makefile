@@ -5,15 +5,16 @@
 #                 library and the CLI), and the ARM check (test-arm)
 #   make test-arm cross-build for arm64 and armhf and compare with fastText
 #                 under qemu-user (tests/arm/arm-check.sh)
-#   make bench    the benchmarks of bench/ (see README): predict.sh and train.sh
+#   make bench    the benchmarks of bench/ (see README): predict.sh, train.sh, runtime.sh
 #   make bench-train  bench/train.sh only (training + quantization)
+#   make bench-runtime  the runtime's micro-benchmarks (bench/runtime.sh)
 #   make model    the bundled media model (scripts/make-model.sh) into build/models
 #   make format   clang-format every C file
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build asan model test test-unit test-arm bench bench-train format clean
+.PHONY: all deps build asan model test test-unit test-arm bench bench-train bench-runtime format clean
 
 all: build
 
@@ -48,10 +49,14 @@ bench: build
 	@scripts/deps.sh bench
 	bench/predict.sh
 	bench/train.sh
+	bench/runtime.sh
 
 bench-train: build
 	@scripts/deps.sh bench
 	bench/train.sh
+
+bench-runtime: build
+	bench/runtime.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

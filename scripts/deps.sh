@@ -17,14 +17,29 @@ pkgs=(
 )
 case "${1:-}" in
 bench) pkgs+=(hyperfine time) ;;
-arm) pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross
-            libc6-dev-armhf-cross qemu-user-static) ;;
+arm) # cross compilers, qemu-user, and the libraries edgeserve links, for
+     # armhf and arm64 from Debian's multiarch archives (dpkg architectures
+     # are added below when missing)
+     pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross
+            libc6-dev-armhf-cross qemu-user-static)
+     for a in armhf arm64; do
+       pkgs+=("libinih-dev:$a" "libcjson-dev:$a" "libcmocka-dev:$a")
+     done ;;
 esac
 
 missing=()
+native=$(dpkg --print-architecture)
+installed() { # one package; a name without :arch is the native one (or arch all)
+  local st
+  case $1 in
+  *:*) st=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) ;;
+  *) st=$(dpkg-query -W -f='${Status}' "$1:$native" 2>/dev/null ||
+         dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) ;;
+  esac
+  [ "$st" = "install ok installed" ]
+}
 for p in "${pkgs[@]}"; do
-  st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-  [ "$st" = "install ok installed" ] || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -32,5 +47,12 @@ echo "deps.sh: installing ${missing[*]}" >&2
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
+if [ "${1:-}" = arm ]; then
+  for a in armhf arm64; do
+    dpkg --print-foreign-architectures | grep -qx "$a" || $SUDO dpkg --add-architecture "$a"
+  done
+fi
+# A mirror caught mid-sync fails one index file; the install below then
+# still works from the others, and fails clearly if a package is missing.
+$SUDO apt-get update -qq || echo "deps.sh: apt-get update reported errors; trying the install anyway" >&2
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

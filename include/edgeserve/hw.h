@@ -20,10 +20,19 @@
  *   /proc/driver/nvidia/gpus/, /sys/bus/pci/devices/ (vendor 0x10de, class
  *   0x03xxxx)                                            NVIDIA GPUs
  *
- * Clusters group CPUs of equal capacity (cpu_capacity when sysfs has it, else
- * cpuinfo_max_freq), fastest first: a Raspberry Pi 4 has one cluster of 4, an
- * RK3588 two (4 x A76, 4 x A55), a hybrid Intel laptop two (P and E cores).
+ * Clusters group CPUs of one kind, fastest first: CPUs are ranked by
+ * cpu_capacity when it differs between CPUs, else by cpuinfo_max_freq, and a
+ * CPU within 10% of its cluster's fastest joins it (Intel's favored cores run
+ * 100 MHz above their siblings and are still one kind). A Raspberry Pi 4 has
+ * one cluster of 4, an RK3588 two (4 x A76, 4 x A55), a hybrid Intel laptop
+ * two (P and E cores); CPUs with neither capacity nor frequency form one.
  * Nothing here decides policy: the strategy (config.h) turns this into a plan.
+ *
+ *   es_hw_t *hw = malloc(sizeof *hw);          // 26 KB: keep it off small stacks
+ *   es_error_t err;
+ *   if (es_hw_detect(hw, NULL, &err)) fprintf(stderr, "%s\n", err.msg);
+ *   int threads = hw->clusters[0].ncpus;       // the big cores
+ *   if (threads > es_hw_effective_cpus(hw)) threads = es_hw_effective_cpus(hw);
  */
 #ifndef EDGESERVE_HW_H
 #define EDGESERVE_HW_H
@@ -37,7 +46,7 @@
 extern "C" {
 #endif
 
-#define ES_HW_MAX_CPUS     512
+#define ES_HW_MAX_CPUS     512 /* CPUs numbered from 512 up are left out */
 #define ES_HW_MAX_CLUSTERS 8
 #define ES_HW_MAX_ZONES    16
 
@@ -56,7 +65,8 @@ typedef struct es_hw_cpu {
   int cluster;     /* index into es_hw_t.clusters */
   int core_id;     /* topology/core_id, -1 unknown */
   int package_id;  /* topology/physical_package_id, -1 unknown */
-  int smt_primary; /* 1 for the lowest-numbered thread of its physical core */
+  int smt_primary; /* 1 for the lowest-numbered online thread of its physical
+                      core (thread_siblings_list, else core_id + package_id) */
   int capacity;    /* cpu_capacity (1..1024), 0 when sysfs has none */
   int64_t max_khz; /* cpuinfo_max_freq, 0 unknown */
   int64_t cur_khz; /* scaling_cur_freq, 0 unknown */
@@ -65,7 +75,7 @@ typedef struct es_hw_cpu {
 
 typedef struct es_hw_cluster {
   int ncpus;
-  int capacity;    /* shared cpu_capacity, 0 when unknown */
+  int capacity;    /* highest cpu_capacity in the cluster, 0 when unknown */
   int64_t max_khz; /* highest cpuinfo_max_freq in the cluster */
   int big;         /* 1 for the fastest cluster of a machine with several */
 } es_hw_cluster_t;
@@ -74,37 +84,46 @@ typedef struct es_hw_zone {
   char type[32];    /* "cpu-thermal", "x86_pkg_temp", "soc-thermal", ... */
   double temp_c;    /* current temperature */
   double crit_c;    /* lowest "critical" or "hot" trip point, 0 unknown */
-  double passive_c; /* lowest "passive" trip point (throttling), 0 unknown */
+  double passive_c; /* lowest "passive" trip point (throttling), 0 unknown;
+                       trip points at or below 0 are unset (x86_pkg_temp) */
 } es_hw_zone_t;
 
 typedef struct es_hw {
   char arch[16];       /* "x86_64", "aarch64", "armv7l": compile-time target */
-  char cpu_model[128]; /* "Intel(R) Core(TM) i7-1260P", "ARMv8 Cortex-A72", ... */
+  char cpu_model[128]; /* x86 "model name" ("12th Gen Intel(R) Core(TM) i7-1260P");
+                          ARM core names from CPU implementer/part, fastest
+                          first ("Cortex-A72", "Cortex-A76 + Cortex-A55") */
   char board[128];     /* "Raspberry Pi 4 Model B Rev 1.4", DMI product, or "" */
   unsigned simd;       /* ES_HW_* bits, from /proc/cpuinfo */
   int ncpus;           /* online CPUs = entries in cpus[] */
   es_hw_cpu_t cpus[ES_HW_MAX_CPUS];
   int nclusters; /* >= 1 */
   es_hw_cluster_t clusters[ES_HW_MAX_CLUSTERS];
-  int physical_cores; /* distinct (package, core) pairs among online CPUs */
+  int physical_cores; /* physical cores among online CPUs = CPUs with
+                         smt_primary (arm64 kernels may repeat core_id across
+                         clusters, so (package, core) pairs can undercount) */
   double cpu_quota;   /* cgroup CPU quota in CPUs, 0 = unlimited */
   es_memstat_t mem;   /* RAM, swap, cgroup memory limit at detection time */
-  int nzones;
+  int nzones;         /* zones whose temperature could be read, by zone number */
   es_hw_zone_t zones[ES_HW_MAX_ZONES];
   int throttled;     /* frequency is being held down: some online CPU's
                         scaling_max_freq is below its cpuinfo_max_freq
                         (thermal cooling caps it), or a zone is at or above
                         its passive trip point. A low scaling_cur_freq alone
                         is not throttling: idle CPUs clock down. */
-  int nvidia_gpus;   /* NVIDIA display/3D controllers found */
+  int nvidia_gpus;   /* NVIDIA display/3D controllers on the PCI bus, or the
+                        driver's /proc list when that shows more */
   char gpu_name[64]; /* first GPU's model when the driver says, else "" */
 } es_hw_t;
 
 /* Detects the machine under `root` (NULL or "/" = the live system). Returns 0
- * and fills *out (missing optional files leave their fields 0 / empty), or a
- * negative ES_E* code with *err filled when not NULL: ES_EIO when neither
- * /proc/cpuinfo nor /sys/devices/system/cpu can be read, ES_EFORMAT when a
- * file that exists is malformed. Allocates nothing that outlives the call. */
+ * and fills *out (missing optional files leave their fields 0 / empty, a
+ * missing /proc/meminfo included), or a negative ES_E* code with *err filled
+ * when not NULL and *out zeroed: ES_EIO when neither /proc/cpuinfo nor
+ * /sys/devices/system/cpu can be read, ES_EFORMAT when a file that exists is
+ * malformed (the message names it), ES_EINVAL when root is over 1 KB long.
+ * Allocates nothing that outlives the call; uses about 30 KB of stack; safe
+ * from any thread. Takes about 0.3-1.5 ms (docs/runtime/hw.md). */
 int es_hw_detect(es_hw_t *out, const char *root, es_error_t *err);
 
 /* The hottest zone's temperature in °C, or 0 when there are no zones. */

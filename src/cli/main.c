@@ -20,6 +20,9 @@ static void usage(FILE *f) {
           "  supervised    -input FILE -output PREFIX ... train a classifier (fastText flags)\n"
           "  quantize      -output PREFIX [-input FILE] ... PREFIX.bin -> PREFIX.ftz\n"
           "  convert       IN OUT [--int8|--int4|--f32] [--normalize SPEC]  .bin/.ftz/.esm\n"
+          "  hardware      [--json] [--config FILE] [--strategy S]  the machine and the plan\n"
+          "  config        [--json|--keys] [--config FILE] [--strategy S] [--set K=V]\n"
+          "                the effective configuration and where each value came from\n"
           "\nMODEL is a fastText .bin or .ftz file or an edgeserve .esm file; FILE - reads\n"
           "standard input.\n");
 }
@@ -39,6 +42,8 @@ int main(int argc, char **argv) {
     return es_cmd_train(argc - 1, argv + 1);
   if (!strcmp(cmd, "autotune")) return es_cmd_autotune(argc - 1, argv + 1);
   if (!strcmp(cmd, "convert")) return es_cmd_convert(argc - 1, argv + 1);
+  if (!strcmp(cmd, "hardware")) return es_cmd_hardware(argc - 1, argv + 1);
+  if (!strcmp(cmd, "config")) return es_cmd_config(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     usage(stdout);
     return 0;

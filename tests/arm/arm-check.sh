@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # arm-check.sh - proves the ARM builds (arm64, and armhf = 32-bit Raspberry Pi
-# OS) predict exactly what fastText predicts on x86-64: cross-builds the
-# edgeserve program statically for each, runs it under qemu-user on models
-# trained on this machine by Debian's fasttext, and compares byte for byte.
+# OS) work: cross-builds edgeserve and the unit tests for each (dynamically
+# linked against Debian's multiarch libraries), runs the unit tests under
+# qemu-user (ctest, through CMAKE_CROSSCOMPILING_EMULATOR), then runs the
+# program on models trained on this machine by Debian's fasttext and
+# compares with fastText's output byte for byte.
 # The NEON kernels are what runs there (checked with `edgeserve info`).
 # Training and the native format too: with --deterministic each ARM build
 # trains, quantizes and converts to the very bytes the x86-64 build writes,
@@ -61,9 +63,19 @@ for arch in aarch64 armhf; do
   qemu=qemu-aarch64-static
   [ $arch = armhf ] && qemu=qemu-arm-static
   build="$root/build-$arch"
+  # a build directory configured with another toolchain (or none) is stale
+  if [ -f "$build/CMakeCache.txt" ] &&
+    ! grep -q "toolchain-$arch.cmake" "$build/CMakeCache.txt"; then rm -rf "$build"; fi
   cmake -S "$root" -B "$build" -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-$arch.cmake" \
-    -DCMAKE_BUILD_TYPE=Release -DES_WERROR=ON -DES_BUILD_TESTS=OFF > /dev/null
-  cmake --build "$build" -j"$(nproc)" --target edgeserve-cli > /dev/null
+    -DCMAKE_BUILD_TYPE=Release -DES_WERROR=ON -DES_BUILD_TESTS=ON > /dev/null
+  cmake --build "$build" -j"$(nproc)" > /dev/null
+  if (cd "$build" && ctest -L unit -j"$(nproc)" --output-on-failure > "$work/ctest.log" 2>&1); then
+    echo "ok $arch unit tests under qemu ($(grep -o 'failed out of [0-9]*' "$work/ctest.log" | sed 's/failed out of/all/') tests)"
+    pass=$((pass + 1))
+  else
+    echo "FAIL $arch unit tests under qemu"; grep -E "Failed|FAILED|ERROR" "$work/ctest.log" | head -20
+    fail=$((fail + 1))
+  fi
   es="$qemu $build/edgeserve"
   if $es info "$work/soft.bin" | grep -q 'kernels *neon'; then
     echo "ok $arch uses NEON"; pass=$((pass + 1))
