@@ -10,9 +10,9 @@
  *      fork-join  one task starts a binary tree: each task spins 1 us then
  *                 submits two children, down to a depth (2^18-1 tasks)
  *    Tasks count their completion in a per-thread slot (no cache line shared
- *    by all tasks), the main thread polls the sum every 50 us. Median of 3 runs, interleaved across pools; tasks per
- *    second and the overhead per task (elapsed * workers / tasks - the
- *    task body's own time, measured alone on one thread).
+ *    by all tasks), the main thread polls the sum every 50 us. Median of 3 runs, interleaved across
+ * pools; tasks per second and the overhead per task (elapsed * workers / tasks - the task body's
+ * own time, measured alone on one thread).
  * 2. Critical latency under a low-priority flood: a feeder thread keeps 512
  *    low tasks (1-20 us each, uniform) queued so every worker stays busy,
  *    while another thread submits a critical task (5 us) every 1 ms. Each
@@ -212,8 +212,7 @@ static _Thread_local int my_slot = -1;
 static void count_done(void) {
   if (my_slot < 0) my_slot = atomic_fetch_add(&done_next, 1) % 64;
   atomic_long *c = &done_slot[my_slot].n;
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
 }
 
 static void reset_done(void) {
@@ -322,19 +321,15 @@ static void *feeder(void *arg) {
   return NULL;
 }
 
-typedef struct {
-  double p50, p99, max;
-  int n;
-  double low_per_s;
-} flood_result_t;
-
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
 }
 
-static flood_result_t run_flood(const pool_ops_t *ops, int nworkers, double seconds,
-                                es_sched_stats_t *es_stats) {
+/* One flood run of `seconds`: appends the critical tasks' submit-to-start
+ * times (ns) to lat[*n...] and returns the low tasks run per second. */
+static double run_flood(const pool_ops_t *ops, int nworkers, double seconds, uint64_t *lat, int *n,
+                        es_sched_stats_t *es_stats) {
   g_ops = ops;
   g_pool = ops->create(nworkers);
   atomic_store(&low_submitted, 0);
@@ -347,28 +342,46 @@ static flood_result_t run_flood(const pool_ops_t *ops, int nworkers, double seco
   while (atomic_load(&low_done) < 2000) sched_yield();
   long low0 = atomic_load(&low_done);
   uint64_t t0 = now_ns(), next = t0;
-  int n = 0;
-  while (n < MAX_CRIT && next - t0 < (uint64_t)(seconds * 1e9)) {
+  int k = 0;
+  while (*n + k < MAX_CRIT && next - t0 < (uint64_t)(seconds * 1e9)) {
     next += 1000000; /* 1 kHz */
     sleep_until(next);
-    crits[n].start_ns = 0;
-    crits[n].submit_ns = now_ns();
-    if (ops->submit(g_pool, crit_task, &crits[n], ES_SCHED_CRITICAL)) abort();
-    n++;
+    crits[k].start_ns = 0;
+    crits[k].submit_ns = now_ns();
+    if (ops->submit(g_pool, crit_task, &crits[k], ES_SCHED_CRITICAL)) abort();
+    k++;
   }
-  while (atomic_load(&crit_started) < n) sched_yield();
+  while (atomic_load(&crit_started) < k) sched_yield();
   double low_per_s = (double)(atomic_load(&low_done) - low0) / ((double)(now_ns() - t0) * 1e-9);
   atomic_store(&flood_stop, 1);
   pthread_join(th, NULL);
-  if (es_stats && ops == &POOLS[0]) es_sched_stats(g_pool, es_stats);
+  if (es_stats && ops == &POOLS[0]) {
+    es_sched_stats_t st;
+    es_sched_stats(g_pool, &st);
+    /* accumulate the counts of several runs; latencies: keep the last run's */
+    st.stolen += es_stats->stolen, st.aged += es_stats->aged;
+    *es_stats = st;
+  }
   ops->destroy(g_pool);
+  for (int i = 0; i < k; i++) lat[(*n)++] = crits[i].start_ns - crits[i].submit_ns;
+  return low_per_s;
+}
 
-  static uint64_t lat[MAX_CRIT];
-  for (int i = 0; i < n; i++) lat[i] = crits[i].start_ns - crits[i].submit_ns;
-  qsort(lat, (size_t)n, sizeof *lat, cmp_u64);
-  flood_result_t r = {lat[n / 2] / 1e3, lat[(size_t)(n * 0.99)] / 1e3, lat[n - 1] / 1e3, n,
-                      low_per_s};
-  return r;
+/* Ideal time for n bodies: nworkers plain threads, n / nworkers each, no pool. */
+static long ideal_each;
+static void *ideal_thread(void *arg) {
+  (void)arg;
+  for (long i = 0; i < ideal_each; i++) spin_ns(1000);
+  return NULL;
+}
+
+static double run_ideal(int nworkers, long n) {
+  pthread_t th[64];
+  ideal_each = n / nworkers;
+  uint64_t t0 = now_ns();
+  for (int i = 0; i < nworkers; i++) pthread_create(&th[i], NULL, ideal_thread, NULL);
+  for (int i = 0; i < nworkers; i++) pthread_join(th[i], NULL);
+  return (double)(now_ns() - t0) * 1e-9;
 }
 
 int main(int argc, char **argv) {
@@ -383,63 +396,85 @@ int main(int argc, char **argv) {
     fclose(f);
   }
   calibrate();
-  uint64_t t0 = now_ns();
-  for (int i = 0; i < 100000; i++) spin_ns(1000);
-  double one_us = (double)(now_ns() - t0) / 100000.0;
-  printf("bench_sched: %d workers, %ld online cpus, load average %.2f at start; a \"1 us\" "
-         "task body takes %.0f ns alone\n\n",
-         nworkers, sysconf(_SC_NPROCESSORS_ONLN), load[0], one_us);
+  if (nworkers < 1 || nworkers > 64) nworkers = 2;
+  printf("bench_sched: %d workers, %ld online cpus, load average %.2f at start\n\n", nworkers,
+         sysconf(_SC_NPROCESSORS_ONLN), load[0]);
 
   /* 1. throughput */
   const long n_ext = 200000;
   const int depth = 17;
-  double ext[NPOOLS], fj[NPOOLS];
-  long n_fj = 0;
-  double a[NPOOLS][3], b[NPOOLS][3];
-  for (int rep = 0; rep < 3 && !flood_only; rep++) /* interleaved: load drifts hit all */
+  long n_fj = (2L << depth) - 1;
+  double a[NPOOLS][3], b[NPOOLS][3], ia[3], ib[3];
+  for (int rep = 0; rep < 3 && !flood_only; rep++) { /* interleaved: load drifts hit all */
+    ia[rep] = run_ideal(nworkers, n_ext);
+    ib[rep] = run_ideal(nworkers, n_fj);
     for (int k = 0; k < NPOOLS; k++) {
       if (only && strcmp(only, POOLS[k].name)) continue;
       a[k][rep] = run_external(&POOLS[k], nworkers, n_ext);
       b[k][rep] = run_forkjoin(&POOLS[k], nworkers, depth, &n_fj);
     }
-  for (int k = 0; k < NPOOLS && !flood_only; k++) {
-    qsort(a[k], 3, sizeof *a[k], cmp_double);
-    qsort(b[k], 3, sizeof *b[k], cmp_double);
-    ext[k] = a[k][1], fj[k] = b[k][1];
   }
-  printf("### Throughput of 1 us tasks (median of 3)\n\n");
-  printf("| workload | pool | tasks | Mtasks/s | overhead/task | vs fifo |\n");
-  printf("|---|---|---:|---:|---:|---:|\n");
-  for (int w = 0; w < 2 && !flood_only; w++) {
-    double *t = w ? fj : ext;
-    long n = w ? n_fj : n_ext;
-    for (int k = 0; k < NPOOLS; k++) {
-      if (only && strcmp(only, POOLS[k].name)) continue;
-      double per = t[k] * nworkers / (double)n * 1e9 - one_us;
-      printf("| %s | %s | %ld | %.3f | %.0f ns | %.2fx |\n", w ? "fork-join" : "external",
-             POOLS[k].name, n, (double)n / t[k] / 1e6, per, only ? 0.0 : t[1] / t[k]);
+  if (!flood_only) {
+    qsort(ia, 3, sizeof *ia, cmp_double);
+    qsort(ib, 3, sizeof *ib, cmp_double);
+    printf("### Throughput of 1 us tasks (median of 3)\n\n");
+    printf("ideal = %d plain threads running the same task bodies, no pool; overhead/task =\n"
+           "(time - ideal time) * workers / tasks.\n\n",
+           nworkers);
+    printf("| workload | pool | tasks | Mtasks/s | overhead/task | vs fifo |\n");
+    printf("|---|---|---:|---:|---:|---:|\n");
+    for (int w = 0; w < 2; w++) {
+      long n = w ? n_fj : n_ext;
+      double ideal = w ? ib[1] : ia[1], t[NPOOLS];
+      for (int k = 0; k < NPOOLS; k++) {
+        if (only && strcmp(only, POOLS[k].name)) continue;
+        double *r = w ? b[k] : a[k];
+        qsort(r, 3, sizeof *r, cmp_double);
+        t[k] = r[1];
+      }
+      const char *name = w ? "fork-join" : "external";
+      printf("| %s | ideal | %ld | %.3f | - | - |\n", name, n, (double)n / ideal / 1e6);
+      for (int k = 0; k < NPOOLS; k++) {
+        if (only && strcmp(only, POOLS[k].name)) continue;
+        double per = (t[k] - ideal) * nworkers / (double)n * 1e9;
+        printf("| %s | %s | %ld | %.3f | %.0f ns | ", name, POOLS[k].name, n,
+               (double)n / t[k] / 1e6, per);
+        if (only)
+          printf("- |\n");
+        else
+          printf("%.2fx |\n", t[1] / t[k]);
+      }
     }
   }
 
-  /* 2. flood */
-  printf("\n### Critical submit-to-start latency under a low flood (%.0f s, 1 kHz)\n\n",
-         seconds);
+  /* 2. flood: 3 rounds, pools interleaved, percentiles over all rounds */
+  printf("\n### Critical submit-to-start latency under a low flood (3 x %.1f s per pool, 1 kHz)"
+         "\n\n",
+         seconds / 3);
   printf("| pool | critical tasks | p50 | p99 | max | low tasks/s |\n");
   printf("|---|---:|---:|---:|---:|---:|\n");
+  static uint64_t lat[NPOOLS][MAX_CRIT];
+  int nlat[NPOOLS] = {0};
+  double low[NPOOLS] = {0};
   es_sched_stats_t st;
   memset(&st, 0, sizeof st);
+  for (int rep = 0; rep < 3; rep++)
+    for (int k = 0; k < NPOOLS; k++) {
+      if (only && strcmp(only, POOLS[k].name)) continue;
+      low[k] += run_flood(&POOLS[k], nworkers, seconds / 3, lat[k], &nlat[k], &st) / 3;
+    }
   for (int k = 0; k < NPOOLS; k++) {
     if (only && strcmp(only, POOLS[k].name)) continue;
-    flood_result_t r = run_flood(&POOLS[k], nworkers, seconds, &st);
-    printf("| %s | %d | %.1f us | %.1f us | %.1f us | %.0f |\n", POOLS[k].name, r.n, r.p50, r.p99,
-           r.max, r.low_per_s);
+    int n = nlat[k];
+    qsort(lat[k], (size_t)n, sizeof lat[k][0], cmp_u64);
+    printf("| %s | %d | %.1f us | %.1f us | %.1f us | %.0f |\n", POOLS[k].name, n,
+           lat[k][n / 2] / 1e3, lat[k][(size_t)(n * 0.99)] / 1e3, lat[k][n - 1] / 1e3, low[k]);
   }
-  printf("\nes_sched's own statistics for its flood run: critical p50 %.1f us, p99 %.1f us, "
-         "max %.1f us (%llu tasks); low p50 %.0f us; stolen %llu, aged %llu\n",
+  printf("\nes_sched's own statistics (its last flood run): critical p50 %.1f us, p99 %.1f us, "
+         "max %.1f us (%llu tasks); low p50 %.0f us. Over all its runs: stolen %llu, aged %llu.\n",
          st.latency[ES_SCHED_CRITICAL].p50_us, st.latency[ES_SCHED_CRITICAL].p99_us,
          st.latency[ES_SCHED_CRITICAL].max_us,
-         (unsigned long long)st.latency[ES_SCHED_CRITICAL].count,
-         st.latency[ES_SCHED_LOW].p50_us, (unsigned long long)st.stolen,
-         (unsigned long long)st.aged);
+         (unsigned long long)st.latency[ES_SCHED_CRITICAL].count, st.latency[ES_SCHED_LOW].p50_us,
+         (unsigned long long)st.stolen, (unsigned long long)st.aged);
   return 0;
 }

@@ -48,9 +48,10 @@
  * unpinned and the reason in es_sched_stats().affinity_note and the log.
  *
  * Thread-safety: every function may be called from any thread, including
- * from inside tasks, except es_sched_shutdown() and es_sched_free() (not from
- * a worker of the same scheduler) and es_sched_free() (once, after every
- * other call on the scheduler and its handles has returned).
+ * from inside tasks, with two exceptions: es_sched_shutdown() and
+ * es_sched_free() not from a worker of the same scheduler (they would wait
+ * for themselves), and es_sched_free() only once every other call on the
+ * scheduler and its handles has returned.
  */
 #ifndef EDGESERVE_SCHED_H
 #define EDGESERVE_SCHED_H
@@ -126,7 +127,8 @@ typedef struct es_sched_latency {
 
 typedef struct es_sched_stats {
   int nworkers;
-  int64_t queued[ES_SCHED_NPRIO]; /* waiting now (cancelled ones not counted) */
+  int64_t queued[ES_SCHED_NPRIO]; /* waiting now, cancelled ones not counted (a
+                                     snapshot of the queues, not one instant) */
   uint64_t executed;              /* tasks whose function returned */
   uint64_t stolen;                /* tasks a worker took from another's deque */
   uint64_t cancelled;             /* by es_task_cancel or ES_SCHED_CANCEL */
@@ -186,22 +188,29 @@ int es_task_cancel(es_task_t *t);
  * es_sched_free(); it may not be used afterwards. */
 void es_task_release(es_task_t *t);
 
-/* Stops the scheduler: ES_SCHED_DRAIN runs every queued task (and the tasks
- * they submit) first; ES_SCHED_CANCEL cancels every queued task (done
- * callbacks get ES_ECANCELED, waiters wake) and refuses new ones, while
- * tasks already running finish. Then joins the workers. New submissions from
- * outside the workers fail with ES_ESTATE from the moment it is called.
+/* Stops the scheduler: ES_SCHED_DRAIN runs every queued task and the tasks
+ * they submit (every worker stays until no task runs and nothing is queued);
+ * ES_SCHED_CANCEL cancels every queued task (done callbacks get
+ * ES_ECANCELED on a worker, waiters wake) and refuses new ones, while tasks
+ * already running finish. Then joins the workers. Submissions from outside
+ * the workers fail with ES_ESTATE from the moment it is called (a
+ * submission racing the call is either refused or drained/cancelled with
+ * the rest, never lost). Blocks as long as running tasks run.
  * Returns 0, ES_EINVAL for a bad mode, or ES_ESTATE when the scheduler is
  * already shut down (or being shut down) or when called from one of its own
  * workers (it would wait for itself). */
 int es_sched_shutdown(es_sched_t *s, int mode);
 
 /* Shuts down with ES_SCHED_CANCEL when that was not done, and frees the
- * scheduler. NULL is a no-op. Not from one of its own workers. */
+ * scheduler with its task nodes (so every handle must have been released).
+ * NULL is a no-op. Calling it from one of its own workers is a programmer
+ * error (assert). */
 void es_sched_free(es_sched_t *s);
 
-/* Fills *out with a snapshot of the counters (each exact, not all read at
- * the same instant). Any thread, any time before es_sched_free(). */
+/* Fills *out with the counters (each exact when read, not all read at the
+ * same instant; queued is a snapshot of the queues). Costs a pass over every
+ * worker's histograms (5 KB each). Any thread, any time before
+ * es_sched_free(). */
 void es_sched_stats(const es_sched_t *s, es_sched_stats_t *out);
 
 /* 0 .. nworkers-1 when called from a worker of s (to index per-worker

@@ -1003,8 +1003,7 @@ static int write_json(const es_config_t *cfg, FILE *out) {
       ok = cJSON_AddNumberToObject(o, "number", (double)es_config_get_int(cfg, it.name)) != NULL;
     ok = ok && cJSON_AddStringToObject(o, "type", es_config_type_name(k->type)) &&
          cJSON_AddStringToObject(o, "source", es_config_source_name(it.source)) &&
-         cJSON_AddStringToObject(o, "from", it.from) &&
-         cJSON_AddStringToObject(o, "env", it.env) &&
+         cJSON_AddStringToObject(o, "from", it.from) && cJSON_AddStringToObject(o, "env", it.env) &&
          cJSON_AddStringToObject(o, "default", k->def) &&
          cJSON_AddStringToObject(o, "help", k->help);
   }

@@ -26,12 +26,12 @@
  *
  * Memory orderings. Le et al. write the owner's pop as a relaxed store of
  * bottom, a seq_cst fence, a relaxed load of top (and the thief symmetric).
- * Here the fence is folded into the accesses: the store of bottom in pop and
- * the loads of top and bottom in steal are seq_cst. That is the original
- * (sequentially consistent) Chase-Lev algorithm, costs the same on x86-64
- * (xchg instead of mov + mfence) and on arm64 (stlr/ldar instead of dmb),
- * and is understood by ThreadSanitizer, which ignores stand-alone fences
- * (gcc even warns about them under -fsanitize=thread). push publishes the
+ * Here the fence is folded into the accesses: the store of bottom in pop
+ * (an exchange, see sc_store) and the loads of top and bottom in steal are
+ * seq_cst. That is the original (sequentially consistent) Chase-Lev
+ * algorithm, costs the same on x86-64 (xchg instead of mov + mfence), and
+ * is understood by ThreadSanitizer, which ignores stand-alone fences (gcc
+ * even warns about them under -fsanitize=thread). push publishes the
  * item with a (seq_cst, see there) store of bottom; growth publishes the new
  * array with a release store that thieves read with acquire.
  */
@@ -42,6 +42,17 @@
 #include <stdlib.h>
 
 #include "edgeserve/error.h"
+
+/* A seq_cst store written as an exchange. The C11 meaning is the same, and
+ * so is the code on x86-64 (xchg); on arm64 it is swpal/ldaxr-stlxr instead
+ * of stlr. The point is a store that no later load can pass on any
+ * implementation: qemu-user (used to test the ARM builds on x86-64 hosts)
+ * lets a load-acquire pass an earlier store-release, which broke the
+ * owner/thief handshake in pop under qemu-aarch64 (two takers for one item)
+ * although arm64 hardware orders stlr before ldar. */
+static void sc_store(atomic_size_t *p, size_t v) {
+  (void)atomic_exchange_explicit(p, v, memory_order_seq_cst);
+}
 
 static es__deque_array_t *array_new(size_t cap) {
   es__deque_array_t *a = malloc(sizeof *a + cap * sizeof(a->slot[0]));
@@ -97,12 +108,11 @@ int es__deque_push(es__deque_t *d, void *item) {
   }
   atomic_store_explicit(&a->slot[b & a->mask], item, memory_order_relaxed);
   /* release: a thief that sees the new bottom also sees the slot and
-   * everything the owner wrote into *item before pushing it. seq_cst
-   * rather than release so that the deque itself can be the flag of a
-   * store-then-load handshake (the scheduler's sleeping workers, which read
-   * sizes with es__deque_size); costs an xchg instead of a mov on x86-64,
-   * nothing on arm64 (stlr either way). */
-  atomic_store_explicit(&d->bottom, b + 1, memory_order_seq_cst);
+   * everything the owner wrote into *item before pushing it. A seq_cst
+   * exchange rather than a release store, so that the deque itself can be
+   * the flag of a store-then-load handshake (the scheduler's sleeping
+   * workers read sizes with es__deque_size): see `sc_store` below. */
+  sc_store(&d->bottom, b + 1);
   return 0;
 }
 
@@ -111,7 +121,7 @@ void *es__deque_pop(es__deque_t *d) {
   es__deque_array_t *a = atomic_load_explicit(&d->array, memory_order_relaxed);
   /* seq_cst store then seq_cst load: a thief either sees the smaller bottom
    * or the owner sees the thief's larger top (the fence of Le et al.) */
-  atomic_store_explicit(&d->bottom, b, memory_order_seq_cst);
+  sc_store(&d->bottom, b);
   size_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
   if ((ptrdiff_t)(b - t) < 0) { /* empty */
     atomic_store_explicit(&d->bottom, b + 1, memory_order_release);

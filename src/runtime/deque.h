@@ -38,7 +38,7 @@ typedef struct es__deque_array {
  * therefore be 64-byte aligned (stack and static objects are; heap ones
  * need aligned_alloc). */
 typedef struct es__deque {
-  _Alignas(64) atomic_size_t top; /* next item to steal; only ever incremented (CAS) */
+  _Alignas(64) atomic_size_t top;    /* next item to steal; only ever incremented (CAS) */
   _Alignas(64) atomic_size_t bottom; /* next free slot; written by the owner only */
   _Atomic(es__deque_array_t *) array;
 } es__deque_t;

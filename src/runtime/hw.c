@@ -69,8 +69,8 @@ typedef struct cpuinfo {
   char rpi_model[128]; /* Raspberry Pi kernels' "Model" line */
   unsigned simd;       /* intersection over all processors */
   int saw_flags;
-  int arm_arch;   /* ARM "CPU architecture": 7 or 8; 0 unknown */
-  int x86_64;     /* an x86 "flags" line naming lm (long mode) */
+  int arm_arch;         /* ARM "CPU architecture": 7 or 8; 0 unknown */
+  int x86_64;           /* an x86 "flags" line naming lm (long mode) */
   uint64_t procs[NSET]; /* "processor" numbers seen */
   int nprocs;
   short impl[ES_HW_MAX_CPUS], part[ES_HW_MAX_CPUS]; /* ARM; -1 unknown */
@@ -466,8 +466,8 @@ static int read_zones(es__sysroot_t *r, es_hw_t *hw, es_error_t *err) {
       if (es__read_file(es__at(r, "sys/class/thermal/thermal_zone%d/trip_point_%d_type", ids[i], t),
                         buf, sizeof buf) < 0)
         break;
-      rc = es__sysfs_i64(es__at(r, "sys/class/thermal/thermal_zone%d/trip_point_%d_temp", ids[i], t),
-                        &milli, err);
+      rc = es__sysfs_i64(
+          es__at(r, "sys/class/thermal/thermal_zone%d/trip_point_%d_temp", ids[i], t), &milli, err);
       if (rc < 0) return rc;
       double c = (double)milli / 1000.0;
       if (rc == 0 || milli <= 0) continue; /* x86_pkg_temp's unset trips read 0 */
@@ -580,7 +580,9 @@ int es_hw_detect(es_hw_t *out, const char *root, es_error_t *err) {
   make_model(out, &ci);
   if (r.rootlen && (ci.arm_arch || ci.x86_64)) /* a recorded machine */
     snprintf(out->arch, sizeof out->arch, "%s",
-             ci.x86_64 ? "x86_64" : ci.arm_arch >= 8 ? "aarch64" : "armv7l");
+             ci.x86_64          ? "x86_64"
+             : ci.arm_arch >= 8 ? "aarch64"
+                                : "armv7l");
   read_board(&r, out, &ci);
   if ((rc = read_quota(&r, out, err)) < 0) goto fail;
   rc = es_memstat_read(&out->mem, root, err);

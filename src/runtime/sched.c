@@ -151,8 +151,8 @@ typedef struct {
   _Alignas(64) pthread_mutex_t mu;
   _Atomic(es_task_t *) head; /* written under mu; peeked without it */
   es_task_t *tail;
-  atomic_long n;   /* nodes in the list; written under mu (seq_cst), read anywhere */
-  es_task_t *free; /* free nodes of this priority */
+  atomic_long n;    /* nodes in the list; changed under mu (seq_cst RMW), read anywhere */
+  es_task_t *free;  /* free nodes of this priority */
   atomic_long live; /* invariant 6; only when max_queued > 0 */
   atomic_long tomb; /* cancelled nodes still in some queue (for stats) */
 } prioq_t;
@@ -171,6 +171,8 @@ struct es_sched {
   atomic_int nsleep; /* sleepers no waker has claimed yet */
   int tokens;        /* wakes handed out and not yet taken; under sleep_mu */
   int waiting;       /* workers in the wait loop; under sleep_mu */
+  int done;          /* shut down and every worker idle: exit; under sleep_mu */
+  int nthreads;      /* worker threads running (n, or fewer when creation failed) */
   pthread_mutex_t sleep_mu;
   pthread_cond_t sleep_cv;
   /* slabs of task nodes */
@@ -210,8 +212,7 @@ static uint32_t tick_of(const es_sched_t *s, uint64_t ns) {
 }
 
 static void bump(ctr_t *c, uint64_t d) {
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
-                        memory_order_relaxed);
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d, memory_order_relaxed);
 }
 
 static uint64_t get(const ctr_t *c) {
@@ -347,14 +348,11 @@ static void task_unref(es_sched_t *s, worker_t *w, es_task_t *t) {
 
 /* ---- sleeping and waking ------------------------------------------------- */
 
-/* Wakes one sleeping worker when there is one (all: every worker, for
- * shutdown; they see the state and leave without a token). */
-static void wake(es_sched_t *s, int all) {
-  if (!all && atomic_load(&s->nsleep) <= 0) return;
+/* Wakes one sleeping worker when there is one. */
+static void wake(es_sched_t *s) {
+  if (atomic_load(&s->nsleep) <= 0) return;
   pthread_mutex_lock(&s->sleep_mu);
-  if (all) {
-    pthread_cond_broadcast(&s->sleep_cv);
-  } else if (atomic_load(&s->nsleep) > 0) {
+  if (atomic_load(&s->nsleep) > 0) {
     atomic_fetch_sub(&s->nsleep, 1);
     s->tokens++;
     pthread_cond_signal(&s->sleep_cv);
@@ -362,14 +360,28 @@ static void wake(es_sched_t *s, int all) {
   pthread_mutex_unlock(&s->sleep_mu);
 }
 
-/* Sleeps until a waker hands this worker a token (or shutdown), unless
- * `work` says there is something to do. Either way the worker's announcement
- * (nsleep + 1) is settled exactly once: a waker claimed it and left a token,
- * which the worker takes, or the worker takes its count back. A worker that
- * did not sleep takes a token only when there are more tokens than waiting
- * workers: otherwise the token is for a sleeper, which must wake (this
- * worker is busy with other work, maybe long). */
-static void sleep_or_settle(es_sched_t *s, int work) {
+/* The end of a shutdown: the state is no longer RUNNING and every worker
+ * waits with no wake pending. Then no task runs, so none can submit, and
+ * every queue is empty (each worker saw so after announcing its sleep, and
+ * any later push would have left a token); the workers may exit. Called
+ * under sleep_mu whenever one of these conditions may have become true. */
+static void check_done_locked(es_sched_t *s) {
+  if (atomic_load(&s->state) != S_RUNNING && s->waiting == s->nthreads && s->tokens == 0) {
+    s->done = 1;
+    pthread_cond_broadcast(&s->sleep_cv);
+  }
+}
+
+/* After announcing its sleep (nsleep + 1) and looking at the queues
+ * (`work`), a worker sleeps until a waker hands it a token or the shutdown
+ * is done, unless there was work. Either way its announcement is settled
+ * exactly once: a waker claimed it and left a token, which the worker
+ * takes, or the worker takes its count back. A worker that did not sleep
+ * takes a token only when there are more tokens than waiting workers:
+ * otherwise the token is for a sleeper, which must wake (this worker is
+ * about to run other work, maybe long). Returns 1 when the worker should
+ * exit. */
+static int sleep_or_settle(es_sched_t *s, int work) {
   pthread_mutex_lock(&s->sleep_mu);
   if (work) {
     if (s->tokens > s->waiting)
@@ -378,20 +390,26 @@ static void sleep_or_settle(es_sched_t *s, int work) {
       atomic_fetch_sub(&s->nsleep, 1);
   } else {
     s->waiting++;
-    while (s->tokens == 0 && atomic_load(&s->state) == S_RUNNING)
-      pthread_cond_wait(&s->sleep_cv, &s->sleep_mu);
+    check_done_locked(s);
+    while (s->tokens == 0 && !s->done) pthread_cond_wait(&s->sleep_cv, &s->sleep_mu);
     s->waiting--;
     if (s->tokens > 0)
       s->tokens--;
     else
-      atomic_fetch_sub(&s->nsleep, 1); /* woken by the shutdown */
+      atomic_fetch_sub(&s->nsleep, 1); /* done */
   }
+  int done = s->done;
   pthread_mutex_unlock(&s->sleep_mu);
+  return done;
 }
 
-/* Moves a handle task to a final state and wakes its waiters. */
+/* Moves a handle task to a final state and wakes its waiters. The store of
+ * the state and the load of `waiters` are a store-then-load handshake with
+ * es_task_wait: the store is an exchange, which no later load passes on any
+ * implementation (qemu-user lets a load-acquire pass a store-release; see
+ * deque.c). */
 static void task_final(es_sched_t *s, es_task_t *t, int state) {
-  atomic_store(&t->state, state);
+  (void)atomic_exchange(&t->state, state);
   if (atomic_load(&t->waiters) > 0) {
     size_t q = ((uintptr_t)t >> 6) % NWAITQ;
     pthread_mutex_lock(&s->waitq[q].mu);
@@ -410,7 +428,7 @@ static void inj_append_locked(prioq_t *q, es_task_t *t) {
   else /* release: a peek (take_overdue) that sees t sees its initialized fields */
     atomic_store_explicit(&q->head, t, memory_order_release);
   q->tail = t;
-  atomic_store(&q->n, atomic_load_explicit(&q->n, memory_order_relaxed) + 1);
+  atomic_fetch_add(&q->n, 1); /* an RMW: see task_final */
 }
 
 static es_task_t *inj_pop(es_sched_t *s, int p) {
@@ -421,7 +439,7 @@ static es_task_t *inj_pop(es_sched_t *s, int p) {
   if (t) {
     atomic_store_explicit(&q->head, t->next, memory_order_release);
     if (!t->next) q->tail = NULL;
-    atomic_store(&q->n, atomic_load_explicit(&q->n, memory_order_relaxed) - 1);
+    atomic_fetch_sub(&q->n, 1);
   }
   pthread_mutex_unlock(&q->mu);
   return t;
@@ -465,8 +483,7 @@ static es_task_t *take_overdue(es_sched_t *s, worker_t *w, uint32_t now) {
                            : es__deque_peek(&s->w[v]->dq[p]);
       if (!h) continue;
       /* signed: a node recycled after `now` was read looks young, not old */
-      int32_t age =
-          (int32_t)(now - atomic_load_explicit(&h->submit_tick, memory_order_relaxed));
+      int32_t age = (int32_t)(now - atomic_load_explicit(&h->submit_tick, memory_order_relaxed));
       if (age > (int32_t)s->aging[p] && age > bage) bage = age, bp = p, bv = v;
     }
   }
@@ -626,7 +643,6 @@ static void *worker_main(void *arg) {
       idle_since = 0;
       continue;
     }
-    if (atomic_load(&s->state) != S_RUNNING && !any_work(s)) break; /* invariants 1, 2 */
     if (!idle_since) idle_since = w->clock_ns;
     if (w->clock_ns - idle_since < s->spin_ns) {
       for (int i = 0; i < 32 && !any_work(s); i++) cpu_relax();
@@ -635,9 +651,9 @@ static void *worker_main(void *arg) {
     }
     /* sleep: announce, then recheck (the handshake with submitters), wait */
     atomic_fetch_add(&s->nsleep, 1);
-    int work = any_work(s) || atomic_load(&s->state) != S_RUNNING;
-    sleep_or_settle(s, work);
-    if (work) sched_yield(); /* someone else is taking it */
+    int work = any_work(s);
+    if (sleep_or_settle(s, work)) break; /* shut down: invariants 1, 2 */
+    if (work) sched_yield();             /* someone else is taking it */
     idle_since = 0;
   }
   es__self = NULL;
@@ -682,9 +698,12 @@ static void sched_destroy(es_sched_t *s) {
   free(s);
 }
 
-static void join_all(es_sched_t *s, int started) {
-  wake(s, 1);
-  for (int i = 0; i < started; i++) pthread_join(s->w[i]->thread, NULL);
+/* Joins the workers once the state has left RUNNING. */
+static void join_all(es_sched_t *s) {
+  pthread_mutex_lock(&s->sleep_mu);
+  check_done_locked(s); /* when every worker already sleeps */
+  pthread_mutex_unlock(&s->sleep_mu);
+  for (int i = 0; i < s->nthreads; i++) pthread_join(s->w[i]->thread, NULL);
 }
 
 static void make_note(es_sched_t *s, const es_sched_params_t *p) {
@@ -817,8 +836,8 @@ es_sched_t *es_sched_new(const es_sched_params_t *params, es_error_t *err) {
     args[started].w = s->w[started];
     int rc = pthread_create(&s->w[started]->thread, NULL, worker_main, &args[started]);
     if (rc != 0) {
-      es__fail(err, ES_ENOMEM, -1, "sched: could not start worker thread %d of %d: %s",
-               started + 1, s->n, strerror(rc));
+      es__fail(err, ES_ENOMEM, -1, "sched: could not start worker thread %d of %d: %s", started + 1,
+               s->n, strerror(rc));
       break;
     }
   }
@@ -826,9 +845,12 @@ es_sched_t *es_sched_new(const es_sched_params_t *params, es_error_t *err) {
   while (s->started < started) pthread_cond_wait(&s->life_cv, &s->life_mu);
   pthread_mutex_unlock(&s->life_mu);
   free(args);
+  pthread_mutex_lock(&s->sleep_mu);
+  s->nthreads = started;
+  pthread_mutex_unlock(&s->sleep_mu);
   if (started < s->n) {
     atomic_store(&s->state, S_CANCELLING);
-    join_all(s, started);
+    join_all(s);
     sched_destroy(s);
     return NULL;
   }
@@ -905,7 +927,7 @@ int es_sched_submit(es_sched_t *s, es_task_fn fn, void *arg, int prio, const es_
     unlive(s, prio);
     return rc;
   }
-  wake(s, 0);
+  wake(s);
   if (hp) *hp = t;
   return 0;
 }
@@ -951,7 +973,7 @@ int es_task_cancel(es_task_t *t) {
   if (!t->done)
     task_final(s, t, T_CANCELLED_DONE); /* nothing left to run: waiters wake now */
   else
-    wake(s, 0); /* a worker removes the node and runs the callback */
+    wake(s); /* a worker removes the node and runs the callback */
   return 0;
 }
 
@@ -972,7 +994,7 @@ int es_sched_shutdown(es_sched_t *s, int mode) {
   }
   pthread_mutex_unlock(&s->life_mu);
   if (st != S_RUNNING) return ES_ESTATE;
-  join_all(s, s->n);
+  join_all(s);
   assert(!any_work(s));
   return 0;
 }

@@ -14,14 +14,10 @@ static void parse_then_format_gives_the_canonical_list(void **state) {
     const char *in, *out;
     int count;
   } cases[] = {
-      {"0-3,6", "0-3,6", 5},
-      {"6, 0-1,2 ,3\n", "0-3,6", 5},
-      {"5", "5", 1},
-      {"1,3,5", "1,3,5", 3},
-      {"0-0", "0", 1},
-      {"2-4,3-7,9-10", "2-7,9-10", 8},
-      {"4095", "4095", 1},
-      {"", "", 0},
+      {"0-3,6", "0-3,6", 5}, {"6, 0-1,2 ,3\n", "0-3,6", 5},
+      {"5", "5", 1},         {"1,3,5", "1,3,5", 3},
+      {"0-0", "0", 1},       {"2-4,3-7,9-10", "2-7,9-10", 8},
+      {"4095", "4095", 1},   {"", "", 0},
       {"  \n", "", 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -65,9 +61,9 @@ static void malformed_lists_are_rejected_with_their_position(void **state) {
     int code;
     int64_t offset;
   } cases[] = {
-      {"a", ES_EINVAL, 0},     {"1-", ES_EINVAL, 2},   {"3-1", ES_EINVAL, 2},
-      {"1,,2", ES_EINVAL, 2},  {"1 2", ES_EINVAL, 2},  {"-1", ES_EINVAL, 0},
-      {"1,", ES_EINVAL, 2},    {"0-3:2", ES_EINVAL, 3}, {"5000", ES_ERANGE, 0},
+      {"a", ES_EINVAL, 0},       {"1-", ES_EINVAL, 2},    {"3-1", ES_EINVAL, 2},
+      {"1,,2", ES_EINVAL, 2},    {"1 2", ES_EINVAL, 2},   {"-1", ES_EINVAL, 0},
+      {"1,", ES_EINVAL, 2},      {"0-3:2", ES_EINVAL, 3}, {"5000", ES_ERANGE, 0},
       {"0-99999", ES_ERANGE, 2},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

@@ -665,8 +665,7 @@ static void json_dump_has_every_key_with_value_source_and_env(void **state) {
   assert_string_equal(cJSON_GetObjectItem(mb, "type")->valuestring, "uint");
   assert_string_equal(cJSON_GetObjectItem(mb, "source")->valuestring, "default");
   assert_string_equal(cJSON_GetObjectItem(mb, "from")->valuestring, "default");
-  assert_string_equal(cJSON_GetObjectItem(mb, "env")->valuestring,
-                      "EDGESERVE_BATCHING_MAX_BATCH");
+  assert_string_equal(cJSON_GetObjectItem(mb, "env")->valuestring, "EDGESERVE_BATCHING_MAX_BATCH");
   cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "batching.max_delay");
   assert_string_equal(cJSON_GetObjectItem(md, "value")->valuestring, "10ms");
   assert_int_equal(cJSON_GetObjectItem(md, "number")->valuedouble, 10000);

@@ -11,13 +11,15 @@
 
 #include "../../src/runtime/deque.h"
 
+#ifndef RACE_ITEMS /* -DRACE_ITEMS=n for slow runs (qemu) */
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define RACE_ITEMS 60000 /* sanitizers slow every access down 5-20x */
 #else
 #define RACE_ITEMS 400000
 #endif
+#endif
 
-#define ITEM(i) ((void *)(uintptr_t)((i) + 1))
+#define ITEM(i)  ((void *)(uintptr_t)((i) + 1))
 #define INDEX(x) ((size_t)(uintptr_t)(x)-1)
 
 static void pop_is_lifo_and_steal_is_fifo(void **state) {
@@ -137,7 +139,8 @@ static void race(size_t nthieves, int pop_every) {
   r.taken = calloc(RACE_ITEMS, sizeof *r.taken);
   assert_non_null(r.taken);
   pthread_t th[8];
-  for (size_t i = 0; i < nthieves; i++) assert_int_equal(pthread_create(&th[i], NULL, thief, &r), 0);
+  for (size_t i = 0; i < nthieves; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, thief, &r), 0);
   size_t popped = 0;
   for (size_t i = 0; i < RACE_ITEMS; i++) {
     assert_int_equal(es__deque_push(&r.d, ITEM(i)), 0);
@@ -158,12 +161,12 @@ static void race(size_t nthieves, int pop_every) {
   for (size_t i = 0; i < nthieves; i++) pthread_join(th[i], NULL);
   /* counts and checksum: each item once, none missing */
   assert_int_equal(atomic_load(&r.bad), 0);
-  size_t sum = 0;
+  uint64_t sum = 0;
   for (size_t i = 0; i < RACE_ITEMS; i++) {
     assert_int_equal(atomic_load(&r.taken[i]), 1);
     sum += i;
   }
-  assert_int_equal(sum, (size_t)RACE_ITEMS * (RACE_ITEMS - 1) / 2);
+  assert_int_equal(sum, (uint64_t)RACE_ITEMS * (RACE_ITEMS - 1) / 2);
   assert_int_equal(popped + atomic_load(&r.stolen), RACE_ITEMS);
   free(r.taken);
   es__deque_destroy(&r.d);

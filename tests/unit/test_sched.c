@@ -675,6 +675,43 @@ static void drain_runs_queued_tasks_and_the_tasks_they_submit(void **state) {
   gate_destroy(&g);
 }
 
+/* During a drain, a worker with nothing to do stays until no task runs:
+ * work that running tasks submit later still gets every worker. */
+typedef struct {
+  es_sched_t *s;
+  atomic_int entered, both_seen, submit_errors;
+} pair_t;
+
+static void pair_child(void *arg) {
+  pair_t *p = arg;
+  atomic_fetch_add(&p->entered, 1);
+  /* wait (bounded) until the other child runs at the same time */
+  for (int i = 0; i < 100000 && atomic_load(&p->entered) < 2; i++) sleep_us(100);
+  if (atomic_load(&p->entered) >= 2) atomic_fetch_add(&p->both_seen, 1);
+}
+
+static void pair_root(void *arg) {
+  pair_t *p = arg;
+  sleep_us(20000); /* the other worker has long found nothing to do */
+  for (int i = 0; i < 2; i++)
+    if (es_sched_submit(p->s, pair_child, p, ES_SCHED_NORMAL, NULL))
+      atomic_fetch_add(&p->submit_errors, 1);
+}
+
+static void drain_keeps_every_worker_until_no_task_runs(void **state) {
+  (void)state;
+  es_sched_params_t prm = es_sched_default_params();
+  prm.nworkers = 2;
+  pair_t p = {0};
+  p.s = es_sched_new(&prm, NULL);
+  assert_int_equal(es_sched_submit(p.s, pair_root, &p, ES_SCHED_NORMAL, NULL), 0);
+  assert_int_equal(es_sched_shutdown(p.s, ES_SCHED_DRAIN), 0);
+  assert_int_equal(atomic_load(&p.submit_errors), 0);
+  assert_int_equal(atomic_load(&p.entered), 2);
+  assert_int_equal(atomic_load(&p.both_seen), 2); /* the two ran side by side */
+  es_sched_free(p.s);
+}
+
 typedef struct {
   es_task_t *h;
   int rc;
@@ -784,6 +821,60 @@ static double cpu_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Bursts of submissions into an idle pool, at random moments relative to
+ * the workers' spin and sleep: every task runs (a lost wake-up would leave
+ * one queued with every worker asleep, and the wait would time out). */
+static void bursts_into_an_idle_pool_always_run(void **state) {
+  (void)state;
+  es_sched_params_t p = es_sched_default_params();
+  p.nworkers = 3;
+  p.spin_us = 20;
+  es_sched_t *s = es_sched_new(&p, NULL);
+  uint32_t r = 42;
+  for (int round = 0; round < 200; round++) {
+    r ^= r << 13, r ^= r >> 17, r ^= r << 5;
+    sleep_us(r % 300);
+    int k = 1 + (int)(r % 6);
+    atomic_int n = 0;
+    es_task_t *h[6];
+    for (int i = 0; i < k; i++) {
+      es_task_opts_t o = {.handle = &h[i]};
+      assert_int_equal(es_sched_submit(s, count_task, &n, (int)((r >> 8) % 4), &o), 0);
+    }
+    for (int i = 0; i < k; i++) {
+      assert_int_equal(es_task_wait(h[i], 10000), 0);
+      es_task_release(h[i]);
+    }
+    assert_int_equal(atomic_load(&n), k);
+  }
+  es_sched_free(s);
+}
+
+/* One worker is held by a long task; the other sleeps. A new task must
+ * wake the sleeper, not wait for the busy one. */
+static void a_sleeping_worker_wakes_while_another_is_busy(void **state) {
+  (void)state;
+  es_sched_params_t p = es_sched_default_params();
+  p.nworkers = 2;
+  es_sched_t *s = es_sched_new(&p, NULL);
+  gate_t g;
+  gate_init(&g);
+  assert_int_equal(es_sched_submit(s, gate_task, &g, ES_SCHED_LOW, NULL), 0);
+  gate_wait_entered(&g, 1);
+  for (int round = 0; round < 20; round++) {
+    sleep_us(round % 2 ? 2000 : 10); /* the other worker asleep, or spinning */
+    atomic_int n = 0;
+    es_task_t *h;
+    es_task_opts_t o = {.handle = &h};
+    assert_int_equal(es_sched_submit(s, count_task, &n, ES_SCHED_CRITICAL, &o), 0);
+    assert_int_equal(es_task_wait(h, 10000), 0); /* the gate is still closed */
+    es_task_release(h);
+  }
+  gate_open(&g);
+  es_sched_free(s);
+  gate_destroy(&g);
 }
 
 static void idle_workers_sleep_and_a_submission_wakes_one(void **state) {
@@ -1009,7 +1100,8 @@ static void pinned_workers_run_on_their_own_cpu(void **state) {
   gate_wait_entered(&g, n); /* each worker holds one: all n ran one each */
   gate_open(&g);
   assert_int_equal(es_sched_shutdown(s, ES_SCHED_DRAIN), 0);
-  for (int i = 0; i < n; i++) assert_int_equal(atomic_load(&w.cpu_of[i]), es_cpuset_nth(&allowed, i));
+  for (int i = 0; i < n; i++)
+    assert_int_equal(atomic_load(&w.cpu_of[i]), es_cpuset_nth(&allowed, i));
   es_sched_free(s);
   gate_destroy(&g);
 }
@@ -1033,10 +1125,13 @@ int main(void) {
       cmocka_unit_test(a_started_task_cannot_be_cancelled),
       cmocka_unit_test(a_handle_released_early_leaves_the_task_running),
       cmocka_unit_test(drain_runs_queued_tasks_and_the_tasks_they_submit),
+      cmocka_unit_test(drain_keeps_every_worker_until_no_task_runs),
       cmocka_unit_test(cancel_shutdown_cancels_queued_tasks_and_wakes_waiters),
       cmocka_unit_test(shutdown_from_a_worker_is_refused),
       cmocka_unit_test(bad_submissions_are_refused),
       cmocka_unit_test(idle_workers_sleep_and_a_submission_wakes_one),
+      cmocka_unit_test(bursts_into_an_idle_pool_always_run),
+      cmocka_unit_test(a_sleeping_worker_wakes_while_another_is_busy),
       cmocka_unit_test(latency_is_counted_per_priority),
       cmocka_unit_test(concurrent_producers_every_task_ends_exactly_once),
       cmocka_unit_test(an_impossible_cpu_leaves_workers_unpinned_but_working),
