@@ -10,6 +10,7 @@ set -euo pipefail
 export LC_ALL=C
 
 REPO=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)
+cd "$REPO" # the benchmarks read tests/fixtures relative to it
 BUILD=${ES_BUILD:-$REPO/build}
 OUT=${BENCH_RESULTS:-$REPO/bench/results/runtime-$(date +%F).md}
 shopt -s nullglob

@@ -9,16 +9,7 @@
 
 #include "edgeserve/arena.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_ASAN 1
-#endif
-#endif
-#ifdef HAVE_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
+#include "poison.h" /* ES__ASAN: built with AddressSanitizer */
 
 static es_arena_t *new_arena(size_t first, size_t max, size_t keep) {
   es_arena_params_t p = {first, max, keep};
@@ -230,7 +221,7 @@ static void stats_track_high_water_across_resets(void **state) {
 
 static void released_memory_is_poisoned_or_filled(void **state) {
   (void)state;
-#if defined(HAVE_ASAN)
+#if defined(ES__ASAN)
   es_arena_t *a = es_arena_new(NULL);
   unsigned char *p = es_arena_alloc(a, 64);
   assert_false(__asan_address_is_poisoned(p + 63));

@@ -10,16 +10,7 @@
 
 #include "edgeserve/bufpool.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_ASAN 1
-#endif
-#endif
-#ifdef HAVE_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
+#include "poison.h" /* ES__ASAN: built with AddressSanitizer */
 
 static es_bufpool_t *new_bufpool(uint64_t limit) {
   es_bufpool_params_t bp = es_bufpool_default_params();
@@ -268,7 +259,7 @@ static void trim_gives_back_idle_chunks_of_every_class(void **state) {
 
 static void put_buffer_is_poisoned_or_filled(void **state) {
   (void)state;
-#if defined(HAVE_ASAN)
+#if defined(ES__ASAN)
   es_bufpool_t *bp = new_bufpool(0);
   unsigned char *b = es_buf_get(bp, 200, NULL);
   assert_false(__asan_address_is_poisoned(b + 199));

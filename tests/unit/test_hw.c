@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tmptree.h"
 #include "edgeserve/hw.h"
 #include "../../src/runtime/sysfs.h"
 
@@ -51,41 +52,13 @@ static void detect_fixture(const char *name, es_hw_t *hw) {
 static char tmp_root[256];
 
 static void put(const char *rel, const char *text) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s", tmp_root, rel);
-  for (char *p = path + strlen(tmp_root) + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = 0;
-    if (mkdir(path, 0755) && errno != EEXIST) fail_msg("mkdir %s: %s", path, strerror(errno));
-    *p = '/';
-  }
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-}
-
-static void rm_tree(const char *path) {
-  if (unlink(path) == 0) return;
-  DIR *d = opendir(path);
-  if (d) {
-    for (struct dirent *e; (e = readdir(d));) {
-      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-      char sub[1024];
-      snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-      rm_tree(sub);
-    }
-    closedir(d);
-  }
-  rmdir(path);
+  if (tmptree_put(tmp_root, rel, text)) fail_msg("%s/%s: %s", tmp_root, rel, strerror(errno));
 }
 
 /* A minimal valid machine: 4 CPUs at 2 GHz, 1 GiB, cgroup v2 at the root. */
 static int make_tree(void **state) {
   (void)state;
-  const char *tmp = getenv("TMPDIR");
-  snprintf(tmp_root, sizeof tmp_root, "%s/es_hw_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(tmp_root)) return -1;
+  if (tmptree_new(tmp_root, sizeof tmp_root, "es_hw_")) return -1;
   put("proc/cpuinfo", "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse4_2 avx2\n\n"
                       "processor\t: 1\nmodel name\t: Test CPU\nflags\t\t: fpu sse4_2 avx2\n\n"
                       "processor\t: 2\nmodel name\t: Test CPU\nflags\t\t: fpu sse4_2 avx2\n\n"
@@ -105,7 +78,7 @@ static int make_tree(void **state) {
 
 static int remove_tree(void **state) {
   (void)state;
-  rm_tree(tmp_root);
+  tmptree_rm(tmp_root);
   return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tmptree.h"
 #include "edgeserve/memstat.h"
 
 #define KB  1024ull
@@ -39,41 +40,13 @@ static const char *fixture(const char *name) {
 static char tmp_root[256];
 
 static void put(const char *rel, const char *text) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s", tmp_root, rel);
-  for (char *p = path + strlen(tmp_root) + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = 0;
-    if (mkdir(path, 0755) && errno != EEXIST) fail_msg("mkdir %s: %s", path, strerror(errno));
-    *p = '/';
-  }
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-}
-
-static void rm_tree(const char *path) {
-  if (unlink(path) == 0) return;
-  DIR *d = opendir(path);
-  if (d) {
-    for (struct dirent *e; (e = readdir(d));) {
-      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-      char sub[1024];
-      snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-      rm_tree(sub);
-    }
-    closedir(d);
-  }
-  rmdir(path);
+  if (tmptree_put(tmp_root, rel, text)) fail_msg("%s/%s: %s", tmp_root, rel, strerror(errno));
 }
 
 /* 2 GiB of RAM, 1.5 GiB available; no status file, no cgroup. */
 static int make_tree(void **state) {
   (void)state;
-  const char *tmp = getenv("TMPDIR");
-  snprintf(tmp_root, sizeof tmp_root, "%s/es_memstat_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(tmp_root)) return -1;
+  if (tmptree_new(tmp_root, sizeof tmp_root, "es_memstat_")) return -1;
   put("proc/meminfo", "MemTotal:        2097152 kB\nMemFree:          524288 kB\n"
                       "MemAvailable:    1572864 kB\nBuffers:           65536 kB\n"
                       "Cached:          1048576 kB\nSwapCached:            0 kB\n"
@@ -83,7 +56,7 @@ static int make_tree(void **state) {
 
 static int remove_tree(void **state) {
   (void)state;
-  rm_tree(tmp_root);
+  tmptree_rm(tmp_root);
   return 0;
 }
 

@@ -11,16 +11,7 @@
 
 #include "edgeserve/pool.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_ASAN 1
-#endif
-#endif
-#ifdef HAVE_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
+#include "poison.h" /* ES__ASAN: built with AddressSanitizer */
 
 static es_pool_t *new_pool(size_t size, size_t per_chunk, size_t cache, uint64_t max, double idle) {
   es_pool_params_t pp = es_pool_default_params(size);
@@ -309,7 +300,7 @@ static void flush_cache_returns_the_threads_objects_to_the_depot(void **state) {
 
 static void poisoned_or_filled_after_put(void **state) {
   (void)state;
-#if defined(HAVE_ASAN)
+#if defined(ES__ASAN)
   es_pool_t *p = new_pool(48, 8, 8, 0, -1);
   unsigned char *o = es_pool_get(p);
   assert_false(__asan_address_is_poisoned(o));
