@@ -14,6 +14,7 @@ pkgs=(
   fasttext               # compatibility oracle in tests and benchmarks
   libinih-dev            # INI configuration (src/runtime/config.c)
   libcjson-dev           # JSON output of the CLI (hardware --json, config --json)
+  prometheus             # promtool validates the /metrics exposition in tests
 )
 case "${1:-}" in
 bench) pkgs+=(hyperfine time) ;;

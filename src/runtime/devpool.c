@@ -374,6 +374,15 @@ es_devpool_params_t es_devpool_default_params(void) {
   return d;
 }
 
+/* Frees the descriptors kept for reuse. */
+static void free_spares(es_devpool_t *p) {
+  while (p->spare) {
+    es_devblock_t *b = p->spare;
+    p->spare = b->next;
+    free(b);
+  }
+}
+
 es_devpool_t *es_devpool_new(const es_devpool_params_t *params, es_error_t *err) {
   es_devpool_params_t d = es_devpool_default_params();
   const es_devpool_params_t *q = params ? params : &d;
@@ -441,11 +450,7 @@ es_devpool_t *es_devpool_new(const es_devpool_params_t *params, es_error_t *err)
 fail_grow:
   es__fail(err, ES_ENOMEM, -1, "devpool: out of host memory for the pool");
 fail_grow_reported:
-  while (p->spare) {
-    es_devblock_t *b = p->spare;
-    p->spare = b->next;
-    free(b);
-  }
+  free_spares(p);
   pthread_mutex_destroy(&p->lock);
   free(p);
   return NULL;
@@ -470,11 +475,7 @@ int es_devpool_free(es_devpool_t *p) {
     drop_region(p, r);
   }
   assert(!p->root);
-  while (p->spare) {
-    es_devblock_t *b = p->spare;
-    p->spare = b->next;
-    free(b);
-  }
+  free_spares(p);
   pthread_mutex_destroy(&p->lock);
   free(p);
   return 0;
