@@ -16,6 +16,28 @@
  *   autotune.h es_autotune(): hyperparameter search within a size and
  *              latency budget
  *
+ * The runtime (docs/runtime/README.md):
+ *
+ *   pool.h, bufpool.h, arena.h  objects, size-classed buffers and per-request
+ *              bump allocation, with statistics and idle trimming
+ *   devpool.h  best-fit sub-allocator over regions from a provider (host
+ *              memory today; device memory later)
+ *   hw.h, memstat.h  the machine (through a root path, so recorded trees
+ *              stand in for real boards) and the process's memory
+ *   budget.h, estimate.h  memory tiers, reservations before work, pressure
+ *              levels; what serving a model or a text will cost
+ *   sched.h, affinity.h  work-stealing scheduler, four priorities with
+ *              aging, CPU pinning
+ *   config.h, strategy.h  INI / environment / flag configuration with
+ *              sources; latency / memory / balanced presets and the plan
+ *   quality.h  the adaptive quality manager: which model variant to serve
+ *              under the current load
+ *
+ * Observability (docs/observe/):
+ *
+ *   histogram.h  HDR latency histograms and sliding windows
+ *   metrics.h  counters, gauges and histograms in Prometheus' text format
+ *
  * A first program:
  *
  *   #include <edgeserve/edgeserve.h>
@@ -52,5 +74,20 @@
 #include "edgeserve/normalize.h"
 #include "edgeserve/train.h"
 #include "edgeserve/autotune.h"
+#include "edgeserve/pool.h"
+#include "edgeserve/bufpool.h"
+#include "edgeserve/arena.h"
+#include "edgeserve/devpool.h"
+#include "edgeserve/memstat.h"
+#include "edgeserve/hw.h"
+#include "edgeserve/budget.h"
+#include "edgeserve/estimate.h"
+#include "edgeserve/affinity.h"
+#include "edgeserve/sched.h"
+#include "edgeserve/config.h"
+#include "edgeserve/strategy.h"
+#include "edgeserve/quality.h"
+#include "edgeserve/histogram.h"
+#include "edgeserve/metrics.h"
 
 #endif
