@@ -45,8 +45,8 @@
  */
 /* 32-bit builds (armhf): readdir() fails with EOVERFLOW on directories whose
  * entries carry 64-bit offsets or inode numbers (ext4, overlayfs, a 64-bit
- * kernel under a 32-bit userland) unless dirent is the 64-bit one. */
-#define _FILE_OFFSET_BITS 64
+ * kernel under a 32-bit userland) unless dirent is the 64-bit one: the build
+ * defines _FILE_OFFSET_BITS=64 everywhere (CMakeLists.txt). */
 
 #include "edgeserve/hw.h"
 
