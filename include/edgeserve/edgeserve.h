@@ -37,6 +37,8 @@
  *
  *   histogram.h  HDR latency histograms and sliding windows
  *   metrics.h  counters, gauges and histograms in Prometheus' text format
+ *   sysmetrics.h  CPU per core and cluster, memory, disk, network, thermal;
+ *              risk flags and a recommended action, sampled periodically
  *
  * A first program:
  *
@@ -89,5 +91,6 @@
 #include "edgeserve/quality.h"
 #include "edgeserve/histogram.h"
 #include "edgeserve/metrics.h"
+#include "edgeserve/sysmetrics.h"
 
 #endif
