@@ -41,7 +41,6 @@
 #include "edgeserve/sysmetrics.h"
 
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -102,27 +101,12 @@ static double mono_clock(void *ud) {
   return es__mono_sec();
 }
 
-static int cmp_int(const void *a, const void *b) {
-  int x = *(const int *)a, y = *(const int *)b;
-  return (x > y) - (x < y);
-}
-
 /* The zone numbers behind hw.zones[]: es_hw_detect keeps, in zone-number
  * order, the zones whose temperature it could read; the same walk here
  * recovers their numbers. */
 static void find_zone_ids(es_sysmetrics_t *s) {
-  int ids[64], n = 0;
-  DIR *d = opendir(es__at(&s->r, "sys/class/thermal") ? s->r.path : "");
-  if (d) {
-    for (struct dirent *e; (e = readdir(d)) && n < 64;) {
-      int64_t id;
-      if (strncmp(e->d_name, "thermal_zone", 12) == 0 && es__parse_i64(e->d_name + 12, &id) == 0 &&
-          id >= 0 && id < 1000000)
-        ids[n++] = (int)id;
-    }
-    closedir(d);
-  }
-  qsort(ids, (size_t)n, sizeof ids[0], cmp_int);
+  int ids[64];
+  int n = es__thermal_zone_ids(&s->r, ids, 64);
   int k = 0;
   char buf[32];
   for (int i = 0; i < n && k < s->hw.nzones; i++)

@@ -433,24 +433,10 @@ static int read_quota(es__sysroot_t *r, es_hw_t *hw, es_error_t *err) {
   return 0;
 }
 
-static int cmp_int(const void *a, const void *b) {
-  int x = *(const int *)a, y = *(const int *)b;
-  return (x > y) - (x < y);
-}
-
 /* Thermal zones in zone-number order, with their trip points. */
 static int read_zones(es__sysroot_t *r, es_hw_t *hw, es_error_t *err) {
-  int ids[64], n = 0;
-  DIR *d = opendir(es__at(r, "sys/class/thermal") ? r->path : "");
-  if (!d) return 0;
-  for (struct dirent *e; (e = readdir(d)) && n < 64;) {
-    int64_t id;
-    if (strncmp(e->d_name, "thermal_zone", 12) == 0 && es__parse_i64(e->d_name + 12, &id) == 0 &&
-        id >= 0 && id < 1000000)
-      ids[n++] = (int)id;
-  }
-  closedir(d);
-  qsort(ids, (size_t)n, sizeof ids[0], cmp_int);
+  int ids[64];
+  int n = es__thermal_zone_ids(r, ids, 64);
   char buf[64];
   for (int i = 0; i < n && hw->nzones < ES_HW_MAX_ZONES; i++) {
     es_hw_zone_t *z = &hw->zones[hw->nzones];

@@ -20,10 +20,12 @@
  */
 #include "sysfs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -315,4 +317,24 @@ int es__cgroup_up(char *dir, size_t mountlen) {
   while (n > mountlen && dir[n - 1] == '/') n--;
   dir[n] = 0;
   return 1;
+}
+
+static int cmp_int(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+int es__thermal_zone_ids(es__sysroot_t *r, int *ids, int cap) {
+  int n = 0;
+  DIR *d = opendir(es__at(r, "sys/class/thermal") ? r->path : "");
+  if (!d) return 0;
+  for (struct dirent *e; (e = readdir(d)) && n < cap;) {
+    int64_t id;
+    if (strncmp(e->d_name, "thermal_zone", 12) == 0 && es__parse_i64(e->d_name + 12, &id) == 0 &&
+        id >= 0 && id < 1000000)
+      ids[n++] = (int)id;
+  }
+  closedir(d);
+  qsort(ids, (size_t)n, sizeof ids[0], cmp_int);
+  return n;
 }

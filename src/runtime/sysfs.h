@@ -109,4 +109,9 @@ int es__cgroup_dir(es__sysroot_t *r, const char *controller, char *dir, size_t c
  * Returns 1, or 0 when dir already is the mount. */
 int es__cgroup_up(char *dir, size_t mountlen);
 
+/* The numbers N of sys/class/thermal/thermal_zoneN under r, ascending, at
+ * most `cap` of them, into ids[]; returns how many (0 when the folder is
+ * missing). */
+int es__thermal_zone_ids(es__sysroot_t *r, int *ids, int cap);
+
 #endif
