@@ -35,9 +35,6 @@
  * ES_SCHED_LOW task, on the cores the scheduler was given (the little cores
  * of a big.LITTLE board).
  */
-/* 32-bit builds: readdir() and statvfs() need the 64-bit variants (see hw.c). */
-#define _FILE_OFFSET_BITS 64
-
 #include "edgeserve/sysmetrics.h"
 
 #include <assert.h>
