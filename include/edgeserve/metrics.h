@@ -244,6 +244,10 @@ typedef struct es_inference_metrics {
                                            kind: "model" | "cache" | "work" */
   es_metric_family_t *memory_pressure;  /* edgeserve_memory_pressure_level: 0 ok, 1 warning,
                                            2 critical */
+  es_metric_family_t *quality_switches; /* edgeserve_quality_switches_total{model,direction}
+                                           direction: "down" (cheaper, under load) | "up" */
+  es_metric_family_t *load_level;       /* edgeserve_load_level{model}: 0 optimal, 1 elevated,
+                                           2 high, 3 critical (quality.h) */
 } es_inference_metrics_t;
 
 /* Registers the standard set in `reg` (histograms with

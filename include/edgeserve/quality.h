@@ -233,6 +233,19 @@ int es_quality_update(es_quality_mgr_t *q, const es_load_sample_t *s, int64_t no
 /* Copies the counters into *out. Never fails. */
 void es_quality_stats(const es_quality_mgr_t *q, es_quality_stats_t *out);
 
+/* Publishes q's state for `model` into the standard metrics (metrics.h,
+ * es_metrics_register_inference): edgeserve_load_level{model},
+ * edgeserve_quality_level{model} = the served rung (0 = full quality),
+ * edgeserve_quality_variant{model,variant} = 1 for the served rung's name and
+ * 0 for the others, edgeserve_quality_switches_total{model,direction} brought
+ * up to the manager's counts (idempotent: call it after every update or from
+ * a scrape hook; one manager per model). Returns 0, or the error of creating
+ * a series (ES_EINVAL, ES_ENOMEM, ES_EFULL at the registry's series cap)
+ * with *err filled. Not thread-safe with es_quality_update on the same q. */
+struct es_inference_metrics;
+int es_quality_export(const es_quality_mgr_t *q, const struct es_inference_metrics *im,
+                      const char *model, es_error_t *err);
+
 #ifdef __cplusplus
 }
 #endif

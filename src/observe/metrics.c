@@ -763,6 +763,7 @@ int es_metrics_register_inference(es_metrics_t *reg, es_inference_metrics_t *out
   static const char *const ms[] = {"model", "stage"};
   static const char *const m1[] = {"model"};
   static const char *const mvar[] = {"model", "variant"};
+  static const char *const mdir[] = {"model", "direction"};
   static const char *const kind[] = {"kind"};
   const es_metric_type_t C = ES_METRIC_COUNTER, G = ES_METRIC_GAUGE, H = ES_METRIC_HISTOGRAM;
   /* clang-format off */
@@ -808,6 +809,10 @@ int es_metrics_register_inference(es_metrics_t *reg, es_inference_metrics_t *out
      "Memory reservations the budget refused."},
     {&out->memory_pressure, G, "edgeserve_memory_pressure_level", NULL, 0,
      "Memory pressure: 0 ok, 1 warning, 2 critical."},
+    {&out->quality_switches, C, "edgeserve_quality_switches_total", mdir, 2,
+     "Switches of the served model variant, down (cheaper, under load) or up."},
+    {&out->load_level, G, "edgeserve_load_level", m1, 1,
+     "Load level the quality manager sees: 0 optimal, 1 elevated, 2 high, 3 critical."},
   };
   /* clang-format on */
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {

@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "../common/fail.h"
+#include "edgeserve/metrics.h"
 #include "edgeserve/strategy.h"
 
 #define NAME_MAX_LEN 24
@@ -227,6 +228,39 @@ void es_quality_stats(const es_quality_mgr_t *q, es_quality_stats_t *out) {
   *out = q->st;
   out->level = q->level;
   out->variant = q->variant;
+}
+
+/* Gauge family[model] (or [model, name]) = v. */
+static int set_gauge(es_metric_family_t *f, const char *model, const char *name, double v,
+                     es_error_t *err) {
+  const char *values[2] = {model, name};
+  es_metric_t *m;
+  int rc = es_metric_series(f, values, &m, err);
+  if (rc == 0) es_gauge_set(m, v);
+  return rc;
+}
+
+/* Adds to a counter what it lacks to reach `total` (counters only grow). */
+static int raise_counter(es_metric_family_t *f, const char *model, const char *dir, uint64_t total,
+                         es_error_t *err) {
+  const char *values[2] = {model, dir};
+  es_metric_t *m;
+  int rc = es_metric_series(f, values, &m, err);
+  if (rc == 0 && (double)total > es_metric_value(m))
+    rc = es_counter_add(m, (double)total - es_metric_value(m));
+  return rc;
+}
+
+int es_quality_export(const es_quality_mgr_t *q, const es_inference_metrics_t *im,
+                      const char *model, es_error_t *err) {
+  if (!q || !im || !model) return es__fail(err, ES_EINVAL, -1, "es_quality_export: NULL argument");
+  int rc = set_gauge(im->load_level, model, NULL, q->level, err);
+  if (rc == 0) rc = set_gauge(im->quality_level, model, NULL, q->variant, err);
+  for (int v = 0; rc == 0 && v < q->p.nvariants; v++)
+    rc = set_gauge(im->quality_variant, model, q->names[v], v == q->variant, err);
+  if (rc == 0) rc = raise_counter(im->quality_switches, model, "down", q->st.switches_down, err);
+  if (rc == 0) rc = raise_counter(im->quality_switches, model, "up", q->st.switches_up, err);
+  return rc;
 }
 
 /* ---- one evaluation ----------------------------------------------------------- */

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <cmocka.h>
 
+#include "edgeserve/metrics.h"
 #include "edgeserve/quality.h"
 
 #define SEC 1000000LL
@@ -605,9 +606,51 @@ static void own_ladders_use_their_names_and_clamp_the_rungs(void **state) {
   es_quality_free(q);
 }
 
+/* The state and the switches reach the Prometheus exposition. */
+static void switches_are_exported_as_metrics(void **state) {
+  (void)state;
+  es_error_t err = {0};
+  es_metrics_t *reg = es_metrics_new(NULL, &err);
+  assert_non_null(reg);
+  es_inference_metrics_t im;
+  assert_int_equal(es_metrics_register_inference(reg, &im, &err), 0);
+  es_quality_params_t p = es_quality_default_params();
+  p.eval_interval_us = 0;
+  p.confirm_up = p.confirm_down = 1;
+  p.dwell_us = 0;
+  es_quality_mgr_t *q = es_quality_new(&p, &err);
+  assert_non_null(q);
+  es_quality_decision_t d;
+  int64_t t = 0;
+  es_load_sample_t hot = with_cpu(0.99), cool = calm();
+  assert_int_equal(es_quality_update(q, &hot, t += 1000000, &d), 0);
+  assert_int_equal(d.variant, 3); /* critical: straight to the critical rung */
+  assert_int_equal(es_quality_export(q, &im, "media", &err), 0);
+  for (int i = 0; i < 3; i++) assert_int_equal(es_quality_update(q, &cool, t += 1000000, &d), 0);
+  assert_int_equal(d.variant, 0); /* back up one rung per evaluation */
+  assert_int_equal(es_quality_export(q, &im, "media", &err), 0);
+  assert_int_equal(es_quality_export(q, &im, "media", &err), 0); /* idempotent */
+  es_metrics_buf_t buf = {0};
+  assert_int_equal(es_metrics_render(reg, &buf), 0);
+  assert_non_null(
+      strstr(buf.data, "edgeserve_quality_switches_total{model=\"media\",direction=\"down\"} 1\n"));
+  assert_non_null(
+      strstr(buf.data, "edgeserve_quality_switches_total{model=\"media\",direction=\"up\"} 3\n"));
+  assert_non_null(strstr(buf.data, "edgeserve_quality_level{model=\"media\"} 0\n"));
+  assert_non_null(
+      strstr(buf.data, "edgeserve_quality_variant{model=\"media\",variant=\"dense\"} 1\n"));
+  assert_non_null(
+      strstr(buf.data, "edgeserve_quality_variant{model=\"media\",variant=\"pruned\"} 0\n"));
+  assert_non_null(strstr(buf.data, "edgeserve_load_level{model=\"media\"} 0\n"));
+  es_metrics_buf_free(&buf);
+  es_quality_free(q);
+  es_metrics_free(reg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(defaults_hold_the_users_figures),
+      cmocka_unit_test(switches_are_exported_as_metrics),
       cmocka_unit_test(invalid_parameters_are_refused_with_a_reason),
       cmocka_unit_test(bad_calls_are_refused_and_change_nothing),
       cmocka_unit_test(ramp_up_then_down_follows_the_load_with_dwell),
