@@ -37,6 +37,8 @@
  *
  *   histogram.h  HDR latency histograms and sliding windows
  *   metrics.h  counters, gauges and histograms in Prometheus' text format
+ *   latency.h  latency per model and stage, SLA targets, regression
+ *              detection, alert rules
  *   sysmetrics.h  CPU per core and cluster, memory, disk, network, thermal;
  *              risk flags and a recommended action, sampled periodically
  *
@@ -92,5 +94,6 @@
 #include "edgeserve/histogram.h"
 #include "edgeserve/metrics.h"
 #include "edgeserve/sysmetrics.h"
+#include "edgeserve/latency.h"
 
 #endif

@@ -232,7 +232,9 @@ typedef struct es_inference_metrics {
   es_metric_family_t *cache_hits;       /* edgeserve_cache_hits_total{model,version} */
   es_metric_family_t *cache_misses;     /* edgeserve_cache_misses_total{model,version} */
   es_metric_family_t *sla_violations;   /* edgeserve_sla_violations_total{model,stage}
-                                           stage: "queue" | "compute" | "total" */
+                                           stage: latency.h's stage names: "queue" |
+                                           "batch" | "preprocess" | "inference" |
+                                           "postprocess" | "total" */
   es_metric_family_t *quality_level;    /* edgeserve_quality_level{model}: 0 = full quality,
                                            n = n steps degraded */
   es_metric_family_t *quality_variant;  /* edgeserve_quality_variant{model,variant}: 1 for the

@@ -796,7 +796,7 @@ int es_metrics_register_inference(es_metrics_t *reg, es_inference_metrics_t *out
     {&out->cache_misses, C, "edgeserve_cache_misses_total", mv, 2,
      "Requests looked up in the response cache and not found."},
     {&out->sla_violations, C, "edgeserve_sla_violations_total", ms, 2,
-     "Requests that exceeded their latency objective, by stage (queue, compute, total)."},
+     "Requests that exceeded their latency objective, by stage."},
     {&out->quality_level, G, "edgeserve_quality_level", m1, 1,
      "Degradation level a model serves at: 0 is full quality."},
     {&out->quality_variant, G, "edgeserve_quality_variant", mvar, 2,
