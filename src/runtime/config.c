@@ -865,7 +865,7 @@ int es_config_apply_env(es_config_t *cfg, char *const *envp, es_error_t *err) {
       char known[200], lower[96];
       const char *k = name + sizeof PREFIX - 1 + strlen(section) + 1;
       size_t i = 0;
-      for (; k[i] && i < sizeof lower - 1; i++) lower[i] = (char)tolower((unsigned char)k[i]);
+      for (; i < sizeof lower - 1 && k[i]; i++) lower[i] = (char)tolower((unsigned char)k[i]);
       lower[i] = '\0';
       known_list(section, known, sizeof known);
       pending_finish(cfg, &pl, 0);
