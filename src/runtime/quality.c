@@ -42,6 +42,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +264,17 @@ int es_quality_export(const es_quality_mgr_t *q, const es_inference_metrics_t *i
   return rc;
 }
 
+/* Writes the switch's reason; a reason longer than the field is cut (it is
+ * a message, not data). */
+static void set_reason(es_quality_decision_t *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_reason(es_quality_decision_t *d, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(d->reason, sizeof d->reason, fmt, ap);
+  va_end(ap);
+}
+
 /* ---- one evaluation ----------------------------------------------------------- */
 
 /* Fills the value of every signal (NAN: unknown) and its effective
@@ -398,14 +410,14 @@ static void evaluate(es_quality_mgr_t *q, const es_load_sample_t *s, int64_t now
   const char *lvl = es_load_level_name(q->level);
   if (q->dom != ES_SIGNAL_NONE) describe(q, q->dom, why, sizeof why);
   if (to > q->variant && q->dom != ES_SIGNAL_NONE)
-    snprintf(d->reason, sizeof d->reason, "%s for %d evaluations (load %s): %s -> %s", why,
-             q->sig_run[q->dom], lvl, q->names[q->variant], q->names[to]);
+    set_reason(d, "%s for %d evaluations (load %s): %s -> %s", why, q->sig_run[q->dom], lvl,
+               q->names[q->variant], q->names[to]);
   else if (q->dom != ES_SIGNAL_NONE)
-    snprintf(d->reason, sizeof d->reason, "load %s for %d evaluations (%s): %s -> %s", lvl,
-             q->level_evals, why, q->names[q->variant], q->names[to]);
+    set_reason(d, "load %s for %d evaluations (%s): %s -> %s", lvl, q->level_evals, why,
+               q->names[q->variant], q->names[to]);
   else
-    snprintf(d->reason, sizeof d->reason, "load %s for %d evaluations: %s -> %s", lvl,
-             q->level_evals, q->names[q->variant], q->names[to]);
+    set_reason(d, "load %s for %d evaluations: %s -> %s", lvl, q->level_evals, q->names[q->variant],
+               q->names[to]);
 
   if (to > q->variant)
     q->st.switches_down++;
