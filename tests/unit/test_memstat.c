@@ -21,20 +21,10 @@
 #define KB  1024ull
 #define MIB (1024ull * 1024)
 
-#ifndef ES_HW_FIXTURES
-#define ES_HW_FIXTURES ""
-#endif
-
+/* tests/fixtures/hw/<name> (tmptree.h) */
 static const char *fixture(const char *name) {
   static char path[1024];
-  if (ES_HW_FIXTURES[0]) {
-    snprintf(path, sizeof path, "%s/%s", ES_HW_FIXTURES, name);
-    return path;
-  }
-  const char *file = __FILE__, *slash = strrchr(file, '/');
-  int dirlen = slash ? (int)(slash - file) : 1;
-  snprintf(path, sizeof path, "%.*s/../fixtures/hw/%s", dirlen, slash ? file : ".", name);
-  return path;
+  return tmptree_fixture("hw", name, path, sizeof path);
 }
 
 static char tmp_root[256];

@@ -28,21 +28,8 @@ static void near_(double a, double b, double eps, const char *what, int line) {
     fail_msg("line %d: %s = %.9g, expected %.9g", line, what, a, b);
 }
 
-#ifndef ES_HW_FIXTURES
-#define ES_HW_FIXTURES ""
-#endif
-
-/* tests/fixtures/<kind>/<name>: from ES_HW_FIXTURES (".../fixtures/hw") when
- * the build defines it, else next to this file. */
 static const char *fixture(const char *kind, const char *name, char *path, size_t cap) {
-  if (ES_HW_FIXTURES[0]) {
-    snprintf(path, cap, "%s/../%s/%s", ES_HW_FIXTURES, kind, name);
-    return path;
-  }
-  const char *file = __FILE__, *slash = strrchr(file, '/');
-  int dirlen = slash ? (int)(slash - file) : 1;
-  snprintf(path, cap, "%.*s/../fixtures/%s/%s", dirlen, slash ? file : ".", kind, name);
-  return path;
+  return tmptree_fixture(kind, name, path, cap);
 }
 
 /* Copies every regular file under src (recursively) to dst/rel. */

@@ -49,3 +49,18 @@ void tmptree_rm(const char *path) {
   }
   rmdir(path);
 }
+
+#ifndef ES_HW_FIXTURES
+#define ES_HW_FIXTURES ""
+#endif
+
+const char *tmptree_fixture(const char *kind, const char *name, char *path, size_t cap) {
+  if (ES_HW_FIXTURES[0]) {
+    snprintf(path, cap, "%s/../%s/%s", ES_HW_FIXTURES, kind, name);
+    return path;
+  }
+  const char *file = __FILE__, *slash = strrchr(file, '/');
+  int dirlen = slash ? (int)(slash - file) : 1;
+  snprintf(path, cap, "%.*s/../fixtures/%s/%s", dirlen, slash ? file : ".", kind, name);
+  return path;
+}

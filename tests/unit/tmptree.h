@@ -1,6 +1,7 @@
 /*
- * tmptree.h - throwaway directory trees for tests that read files under a
- * root path (recorded /proc and /sys trees: test_hw.c, test_memstat.c).
+ * tmptree.h - file trees for tests that read files under a root path: the
+ * recorded machines of tests/fixtures/ and throwaway trees in $TMPDIR
+ * (test_hw.c, test_memstat.c, test_sysmetrics.c).
  */
 #ifndef ES_TEST_TMPTREE_H
 #define ES_TEST_TMPTREE_H
@@ -17,5 +18,11 @@ int tmptree_put(const char *root, const char *rel, const char *text);
 
 /* Removes `path` and everything below it (best effort). */
 void tmptree_rm(const char *path);
+
+/* Writes the path of tests/fixtures/<kind>/<name> into path[cap] and returns
+ * path: from ES_HW_FIXTURES (".../tests/fixtures/hw", defined by the build)
+ * when set, else found next to this file (a direct compiler run from the
+ * repository root). */
+const char *tmptree_fixture(const char *kind, const char *name, char *path, size_t cap);
 
 #endif
