@@ -3,6 +3,8 @@
 #   make test     install missing Debian packages, build with -Werror, run the
 #                 whole suite, the whole suite again under ASan + UBSan (the
 #                 library and the CLI), and the ARM check (test-arm)
+#   make tsan     the threaded runtime and observability tests under
+#                 ThreadSanitizer (part of make test)
 #   make test-arm cross-build for arm64 and armhf and compare with fastText
 #                 under qemu-user (tests/arm/arm-check.sh)
 #   make bench    the benchmarks of bench/ (see README): predict.sh, train.sh, runtime.sh
@@ -12,9 +14,15 @@
 #   make format   clang-format every C file
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+# The tests of code that runs on several threads on purpose (training's
+# lock-free Hogwild SGD races by design and is left out).
+TSAN_TESTS = test_sched test_deque test_affinity test_pool test_bufpool test_devpool \
+  test_budget test_estimate test_histogram test_metrics test_latency test_sysmetrics \
+  test_memstat test_runtime
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build asan model test test-unit test-arm bench bench-train bench-runtime format clean
+.PHONY: all deps build asan tsan model test test-unit test-arm bench bench-train bench-runtime format clean
 
 all: build
 
@@ -33,7 +41,17 @@ test: build asan
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j$(JOBS)
+	$(MAKE) --no-print-directory tsan
 	$(MAKE) --no-print-directory test-arm
+
+# setarch -R: no address-space randomisation, which TSan's fixed shadow
+# layout needs on kernels with large mmap_rnd_bits.
+tsan: deps
+	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DES_WERROR=ON -DES_TSAN=ON >/dev/null
+	@cmake --build $(TSAN_BUILD) -j$(JOBS) --target $(TSAN_TESTS)
+	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  setarch $$(uname -m) -R ctest --output-on-failure -j$(JOBS) \
+	  -R '^($(shell echo $(TSAN_TESTS) | tr ' ' '|'))$$'
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j$(JOBS)
@@ -62,4 +80,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-aarch64 build-armhf
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-aarch64 build-armhf
