@@ -5,6 +5,8 @@
 #                 library and the CLI), and the ARM check (test-arm)
 #   make tsan     the threaded runtime and observability tests under
 #                 ThreadSanitizer (part of make test)
+#   make fuzz     each libFuzzer target of fuzz/ for FUZZ_SECONDS (default 60)
+#                 from the seed corpora in fuzz/corpus (clang; docs/fuzzing.md)
 #   make test-arm cross-build for arm64 and armhf and compare with fastText
 #                 under qemu-user (tests/arm/arm-check.sh)
 #   make bench    the benchmarks of bench/ (see README): predict.sh, train.sh, runtime.sh
@@ -12,9 +14,13 @@
 #   make bench-runtime  the runtime's micro-benchmarks (bench/runtime.sh)
 #   make model    the bundled media model (scripts/make-model.sh) into build/models
 #   make format   clang-format every C file
+SHELL := bash
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = fuzz_model fuzz_text fuzz_config fuzz_metrics
 # The tests of code that runs on several threads on purpose (training's
 # lock-free Hogwild SGD races by design and is left out).
 TSAN_TESTS = test_sched test_deque test_affinity test_pool test_bufpool test_devpool \
@@ -22,7 +28,7 @@ TSAN_TESTS = test_sched test_deque test_affinity test_pool test_bufpool test_dev
   test_memstat test_runtime
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build asan tsan model test test-unit test-arm bench bench-train bench-runtime format clean
+.PHONY: all deps build asan tsan fuzz model test test-unit test-arm bench bench-train bench-runtime format clean
 
 all: build
 
@@ -53,6 +59,23 @@ tsan: deps
 	  setarch $$(uname -m) -R ctest --output-on-failure -j$(JOBS) \
 	  -R '^($(shell echo $(TSAN_TESTS) | tr ' ' '|'))$$'
 
+# New inputs go to $(FUZZ_BUILD)/corpus/T (the seeds in fuzz/corpus/T stay as
+# they are); a crash stops the run and leaves $(FUZZ_BUILD)/crash-T-*.
+fuzz:
+	@scripts/deps.sh fuzz
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DES_FUZZ=ON \
+	  -DES_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target $(FUZZ_TARGETS)
+	@for t in $(FUZZ_TARGETS); do \
+	  c=$${t#fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus/$$c; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_BUILD)/fuzz/$$t $(FUZZ_BUILD)/corpus/$$c fuzz/corpus/$$c \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$c- -print_final_stats=1 2>&1 | \
+	    grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|INFO: (Loaded|seed))" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j$(JOBS)
 
@@ -80,4 +103,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-aarch64 build-armhf
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) build-aarch64 build-armhf

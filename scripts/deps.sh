@@ -18,6 +18,7 @@ pkgs=(
 )
 case "${1:-}" in
 bench) pkgs+=(hyperfine time) ;;
+fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;; # libFuzzer (make fuzz)
 arm) # cross compilers, qemu-user, and the libraries edgeserve links, for
      # armhf and arm64 from Debian's multiarch archives (dpkg architectures
      # are added below when missing)
