@@ -29,6 +29,7 @@ enum {
   ES_EFULL = -11,       /* a bounded queue or pool is full: try again later */
   ES_EBUDGET = -12,     /* refused by the memory budget (the report says how much) */
   ES_ESTATE = -13,      /* not possible in the object's current state (shut down) */
+  ES_ENOTFOUND = -14,   /* no such model, version, job or entry */
 };
 
 /* A detailed error report. `offset` is the byte offset in the file the error

@@ -22,6 +22,7 @@ const char *es_strerror(int code) {
   case ES_EFULL: return "full, try again later";
   case ES_EBUDGET: return "memory budget exceeded";
   case ES_ESTATE: return "not possible in the current state";
+  case ES_ENOTFOUND: return "not found";
   default: return "unknown error";
   }
 }
