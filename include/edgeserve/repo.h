@@ -56,6 +56,8 @@
 extern "C" {
 #endif
 
+typedef struct es_repo es_repo_t;
+
 #define ES_MODEL_NAME_MAX 64 /* including the NUL */
 #define ES_MAX_VARIANTS 5
 
