@@ -13,6 +13,9 @@
 #   make bench-train  bench/train.sh only (training + quantization)
 #   make bench-runtime  the runtime's micro-benchmarks (bench/runtime.sh)
 #   make model    the bundled media model (scripts/make-model.sh) into build/models
+#   make serve    build, prepare the repository with the media model
+#                 (scripts/prepare-repo.sh) and run the server on 127.0.0.1:8080
+#                 (SERVE_ARGS="--port 9000 ..." adds flags; Ctrl-C stops it)
 #   make format   clang-format every C file
 SHELL := bash
 BUILD ?= build
@@ -20,7 +23,7 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = fuzz_model fuzz_text fuzz_config fuzz_metrics
+FUZZ_TARGETS = fuzz_model fuzz_text fuzz_config fuzz_metrics fuzz_route
 # The tests of code that runs on several threads on purpose (training's
 # lock-free Hogwild SGD races by design and is left out).
 TSAN_TESTS = test_sched test_deque test_affinity test_pool test_bufpool test_devpool \
@@ -28,7 +31,7 @@ TSAN_TESTS = test_sched test_deque test_affinity test_pool test_bufpool test_dev
   test_memstat test_runtime
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build asan tsan fuzz model test test-unit test-arm bench bench-train bench-runtime format clean
+.PHONY: all deps build asan tsan fuzz model serve test test-unit test-arm bench bench-train bench-runtime format clean
 
 all: build
 
@@ -85,6 +88,10 @@ test-arm: build
 
 model: build
 	scripts/make-model.sh $(BUILD)
+
+serve: build
+	@scripts/prepare-repo.sh $(BUILD) >/dev/null
+	$(BUILD)/edgeserve serve --models $(BUILD)/repo --data $(BUILD)/data $(SERVE_ARGS)
 
 bench: build
 	@scripts/deps.sh bench

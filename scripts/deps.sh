@@ -15,9 +15,14 @@ pkgs=(
   libinih-dev            # INI configuration (src/runtime/config.c)
   libcjson-dev           # JSON output of the CLI (hardware --json, config --json)
   prometheus             # promtool validates the /metrics exposition in tests
+  libmicrohttpd-dev      # the HTTP server (src/server/http.c)
+  libsqlite3-dev         # history, feedback, jobs, events (src/storage/store.c)
+  zlib1g-dev             # gzip responses
+  python3                # the server's integration tests (tests/server/*.py, stdlib only)
+  chromium               # the dashboard test loads the page headless (tests/server/dashboard.sh)
 )
 case "${1:-}" in
-bench) pkgs+=(hyperfine time) ;;
+bench) pkgs+=(hyperfine time wrk nginx-light python3-fastapi python3-uvicorn python3-fasttext) ;;
 fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;; # libFuzzer (make fuzz)
 arm) # cross compilers, qemu-user, and the libraries edgeserve links, for
      # armhf and arm64 from Debian's multiarch archives (dpkg architectures
@@ -25,6 +30,9 @@ arm) # cross compilers, qemu-user, and the libraries edgeserve links, for
      pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross
             libc6-dev-armhf-cross qemu-user-static)
      for a in armhf arm64; do
+       # (libmicrohttpd-dev, libsqlite3-dev and zlib1g-dev :armhf/:arm64 pull
+       # libc6-dev for the target, which Debian mirrors often carry at another
+       # version than the host's: the cross builds leave the server out)
        pkgs+=("libinih-dev:$a" "libcjson-dev:$a" "libcmocka-dev:$a")
      done ;;
 esac

@@ -63,10 +63,10 @@ typedef struct es_label_prob {
 /* One item of a batch: the input, the request's parameters, and room for
  * the result. */
 typedef struct es_infer_item {
-  const char *text; /* in: the raw input (the backend normalises it) */
-  size_t len;       /* in: its length in bytes */
-  int32_t k;        /* in: how many labels (-1: all) */
-  float threshold;  /* in: drop labels below this probability */
+  const char *text;     /* in: the raw input (the backend normalises it) */
+  size_t len;           /* in: its length in bytes */
+  int32_t k;            /* in: how many labels (-1: all) */
+  float threshold;      /* in: drop labels below this probability */
   es_label_prob_t *out; /* in: room for `cap` predictions */
   int32_t cap;          /* in */
   int32_t n;            /* out: predictions written, best first */
@@ -114,6 +114,13 @@ typedef struct es_backend {
 
   /* Frees an instance (contract 4). NULL is a no-op. */
   void (*unload)(void *inst);
+
+  /* Optional (NULL: inputs are used as they are): writes the form of the
+   * input the model actually sees (a model's normaliser applied) into
+   * out[cap] and returns its length; a return >= cap means it did not fit.
+   * Two inputs with the same normal form get the same answer, so the
+   * response cache keys on it. Thread-safe. */
+  size_t (*normalize)(void *inst, const char *text, size_t len, char *out, size_t cap);
 
   /* Streaming sessions for audio backends: NULL when not supported (the
    * fastText backend). */

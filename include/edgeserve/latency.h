@@ -227,6 +227,18 @@ typedef struct es_latmon_sla {
 int es_latmon_sla(es_latmodel_t *m, es_lat_stage_t stage, es_latwin_span_t span, uint64_t now_us,
                   es_latmon_sla_t *out);
 
+/* The window percentiles of `stage` over `span` at `now_us`: p50, p95 and
+ * p99 in microseconds (within the histogram's 0.8%) and the window's sample
+ * count. Returns 0, ES_EINVAL (invalid stage or span), or ES_EUNSUPPORTED
+ * when the stage keeps no window (out untouched). All 0 for an empty
+ * window. Thread-safe (takes the monitor's lock; recording goes on). */
+typedef struct es_latmon_pcts {
+  uint64_t count, p50_us, p95_us, p99_us;
+} es_latmon_pcts_t;
+
+int es_latmon_percentiles(es_latmodel_t *m, es_lat_stage_t stage, es_latwin_span_t span,
+                          uint64_t now_us, es_latmon_pcts_t *out);
+
 /* ---- regression ---------------------------------------------------------- */
 
 /* Compares the last minute of `stage` with its baseline: the frozen

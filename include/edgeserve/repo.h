@@ -59,7 +59,7 @@ extern "C" {
 typedef struct es_repo es_repo_t;
 
 #define ES_MODEL_NAME_MAX 64 /* including the NUL */
-#define ES_MAX_VARIANTS 5
+#define ES_MAX_VARIANTS   5
 
 /* A model's configuration (config.ini, every key optional):
  *
@@ -100,16 +100,19 @@ typedef struct es_model_conf {
   double auto_threshold, suggest_threshold;
   int alternatives;
   int64_t sla_p99_us;
-  char train_data[256]; /* path of the base training data, "" when none */
+  char train_data[256]; /* path of the base training data, "" when none (as
+                           written by es_model_conf_parse(); the repository
+                           makes it <dir>/<model>/<data>) */
 } es_model_conf_t;
 
 /* The defaults above (name empty, backend NULL). */
 es_model_conf_t es_model_conf_default(void);
 
 /* Parses INI text into *conf (which holds the defaults or earlier values).
- * Returns 0, or ES_EINVAL with *err naming the line and key. */
-int es_model_conf_parse(es_model_conf_t *conf, const char *text, const char *name,
-                        es_error_t *err);
+ * `name` is the file name messages start with ("config.ini:4: ..."). Returns
+ * 0, or ES_EINVAL with *err naming the line and key (then *conf is
+ * unchanged). */
+int es_model_conf_parse(es_model_conf_t *conf, const char *text, const char *name, es_error_t *err);
 
 /* Returns nonzero when `name` is a valid model name: 1 to 63 bytes of
  * [A-Za-z0-9._-], not starting with '.', so never "..", "/" or empty. */
@@ -151,10 +154,10 @@ typedef struct es_repo_event {
 typedef void (*es_repo_event_fn)(void *ud, const es_repo_event_t *ev);
 
 typedef struct es_repo_params {
-  const char *dir;      /* the repository directory, or NULL (files only) */
-  es_budget_t *budget;  /* fit checks and reservations (kind MODEL); NULL: none */
+  const char *dir;     /* the repository directory, or NULL (files only) */
+  es_budget_t *budget; /* fit checks and reservations (kind MODEL); NULL: none */
   es_backend_opts_t opts;
-  int load_on_scan;     /* nonzero (default): es_repo_scan() loads every model */
+  int load_on_scan; /* nonzero (default): es_repo_scan() loads every model */
   es_repo_event_fn on_event;
   void *ud;
 } es_repo_params_t;
@@ -173,8 +176,8 @@ void es_repo_free(es_repo_t *r);
  * configuration (or `conf` when not NULL), and loads it now.
  * Returns 0, ES_EINVAL for a bad name or a name already used, or the
  * load's error. */
-int es_repo_add_file(es_repo_t *r, const char *path, const char *name,
-                     const es_model_conf_t *conf, es_error_t *err);
+int es_repo_add_file(es_repo_t *r, const char *path, const char *name, const es_model_conf_t *conf,
+                     es_error_t *err);
 
 /* Indexes the directory: reads each model's config.ini and versions, and
  * (with load_on_scan) loads each model's chosen version. Models that fail
@@ -220,13 +223,13 @@ typedef enum {
 typedef struct es_repo_entry {
   char name[ES_MODEL_NAME_MAX];
   es_model_state_t state;
-  int version;           /* serving version, 0 when none */
-  int latest_version;    /* highest on disk */
-  char variant[64];      /* serving file name */
-  char reason[256];      /* last failure, "" when none */
+  int version;        /* serving version, 0 when none */
+  int latest_version; /* highest on disk */
+  char variant[64];   /* serving file name */
+  char reason[256];   /* last failure, "" when none */
   uint64_t reserved_bytes;
   int64_t last_used_us;
-  uint64_t requests;     /* acquire() calls */
+  uint64_t requests; /* acquire() calls */
 } es_repo_entry_t;
 
 /* Copies up to `cap` entries, sorted by name, into out[]; returns how many
@@ -238,7 +241,8 @@ int es_repo_list(es_repo_t *r, es_repo_entry_t *out, int cap);
 int es_repo_conf(es_repo_t *r, const char *name, es_model_conf_t *out);
 
 /* The folder of model `name` in the repository ("" for file models), for
- * training data and feedback exports. Returns 0 or ES_ENOTFOUND. */
+ * training data and feedback exports. Returns 0 or ES_ENOTFOUND (or
+ * ES_ERANGE when it does not fit in cap bytes). */
 int es_repo_model_dir(es_repo_t *r, const char *name, char *buf, size_t cap);
 
 /* Writes a new version of `name` from the file at `src` (moved, not copied)

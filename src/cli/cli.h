@@ -20,6 +20,7 @@ int es_cmd_autotune(int argc, char **argv);
 int es_cmd_convert(int argc, char **argv);
 int es_cmd_hardware(int argc, char **argv); /* cmd_hardware.c */
 int es_cmd_config(int argc, char **argv);   /* cmd_hardware.c */
+int es_cmd_serve(int argc, char **argv);    /* cmd_serve.c */
 
 /* Opens a model, printing "edgeserve: <reason>" to stderr on failure. */
 es_model_t *cli_open_model(const char *path);

@@ -23,6 +23,7 @@ static void usage(FILE *f) {
           "  hardware      [--json] [--config FILE] [--strategy S]  the machine and the plan\n"
           "  config        [--json|--keys] [--config FILE] [--strategy S] [--set K=V]\n"
           "                the effective configuration and where each value came from\n"
+          "  serve         [--model FILE]... [--models DIR] [--port P] ...  the HTTP server\n"
           "\nMODEL is a fastText .bin or .ftz file or an edgeserve .esm file; FILE - reads\n"
           "standard input.\n");
 }
@@ -44,6 +45,9 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "convert")) return es_cmd_convert(argc - 1, argv + 1);
   if (!strcmp(cmd, "hardware")) return es_cmd_hardware(argc - 1, argv + 1);
   if (!strcmp(cmd, "config")) return es_cmd_config(argc - 1, argv + 1);
+#ifdef ES_HAVE_SERVER
+  if (!strcmp(cmd, "serve")) return es_cmd_serve(argc - 1, argv + 1);
+#endif
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     usage(stdout);
     return 0;

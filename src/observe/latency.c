@@ -451,6 +451,27 @@ int es_latmon_sla(es_latmodel_t *m, es_lat_stage_t stage, es_latwin_span_t span,
   return 0;
 }
 
+int es_latmon_percentiles(es_latmodel_t *m, es_lat_stage_t stage, es_latwin_span_t span,
+                          uint64_t now_us, es_latmon_pcts_t *out) {
+  assert(m && out);
+  if ((unsigned)stage >= ES_LAT_NSTAGES || !span_ok(span)) return ES_EINVAL;
+  struct stage *s = &m->st[stage];
+  if (!s->lw) return ES_EUNSUPPORTED;
+  es_latmon_t *mon = m->mon;
+  es_latmon_pcts_t r = {0};
+  pthread_mutex_lock(&mon->mu);
+  es_latwin_query(s->lw, span, now_us, mon->h0);
+  r.count = es_hist_count(mon->h0);
+  if (r.count) {
+    r.p50_us = es_hist_percentile(mon->h0, 0.50);
+    r.p95_us = es_hist_percentile(mon->h0, 0.95);
+    r.p99_us = es_hist_percentile(mon->h0, 0.99);
+  }
+  pthread_mutex_unlock(&mon->mu);
+  *out = r;
+  return 0;
+}
+
 /* Needs mon->mu; uses both scratch histograms. */
 static void regression_locked(es_latmodel_t *m, struct stage *s, uint64_t now_us,
                               es_latmon_regress_t *out) {
