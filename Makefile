@@ -28,7 +28,7 @@ FUZZ_TARGETS = fuzz_model fuzz_text fuzz_config fuzz_metrics fuzz_route
 # lock-free Hogwild SGD races by design and is left out).
 TSAN_TESTS = test_sched test_deque test_affinity test_pool test_bufpool test_devpool \
   test_budget test_estimate test_histogram test_metrics test_latency test_sysmetrics \
-  test_memstat test_runtime
+  test_memstat test_runtime test_cache test_repo test_backend test_store
 JOBS ?= $(shell nproc)
 
 .PHONY: all deps build asan tsan fuzz model serve test test-unit test-arm bench bench-train bench-runtime format clean
@@ -49,18 +49,21 @@ asan: deps
 test: build asan
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --output-on-failure -j$(JOBS)
+	  ES_MODEL_BUILD=$(CURDIR)/$(BUILD) ctest --output-on-failure -j$(JOBS)
 	$(MAKE) --no-print-directory tsan
 	$(MAKE) --no-print-directory test-arm
 
 # setarch -R: no address-space randomisation, which TSan's fixed shadow
 # layout needs on kernels with large mmap_rnd_bits.
-tsan: deps
+tsan: build
 	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DES_WERROR=ON -DES_TSAN=ON >/dev/null
-	@cmake --build $(TSAN_BUILD) -j$(JOBS) --target $(TSAN_TESTS)
+	@cmake --build $(TSAN_BUILD) -j$(JOBS) --target $(TSAN_TESTS) edgeserve-cli
 	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  setarch $$(uname -m) -R ctest --output-on-failure -j$(JOBS) \
 	  -R '^($(shell echo $(TSAN_TESTS) | tr ' ' '|'))$$'
+	# the server under TSan (the retraining check is left out: 3 minutes here)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ES_MODEL_BUILD=$(BUILD) SKIP=t_train \
+	  setarch $$(uname -m) -R bash tests/server/server.sh $(TSAN_BUILD) api
 
 # New inputs go to $(FUZZ_BUILD)/corpus/T (the seeds in fuzz/corpus/T stay as
 # they are); a crash stops the run and leaves $(FUZZ_BUILD)/crash-T-*.

@@ -114,8 +114,8 @@ const char *es_cache_name(const es_cache_t *c);
  * a hit; buf is untouched; pass cap 0 to ask for the length); ES_EINVAL when
  * vlen is NULL, or key / buf is NULL with a non-zero length. A hit counts
  * as a use for the eviction policy. Thread-safe. */
-int es_cache_get(es_cache_t *c, const void *key, size_t klen, int64_t now_us, void *buf,
-                 size_t cap, size_t *vlen);
+int es_cache_get(es_cache_t *c, const void *key, size_t klen, int64_t now_us, void *buf, size_t cap,
+                 size_t *vlen);
 
 /* Stores a copy of (key, val), replacing the value of an existing key; the
  * entry expires at now_us + the tier's TTL. Returns 0 when done, which is
@@ -148,7 +148,8 @@ int es_cache_erase(es_cache_t *c, const void *key, size_t klen);
  * cannot, ES_EINVAL when prefix is NULL with plen > 0. Thread-safe. */
 int es_cache_erase_prefix(es_cache_t *c, const void *prefix, size_t plen, uint64_t *erased);
 
-/* Removes every entry (all models); statistics are kept. Thread-safe. */
+/* Removes every entry (all models); statistics are kept. The memory tier
+ * also returns its tables and sketch to their sizes at creation. Thread-safe. */
 void es_cache_clear(es_cache_t *c);
 
 /* Fills *out; see es_cache_stats_t for what the figures mean. Thread-safe. */
@@ -195,8 +196,8 @@ size_t es_cache_key(void *buf, size_t cap, const char *model, uint64_t version, 
  * own word, rounded), each shard's hash table, sketch and struct. The
  * tables and sketch grow with the entries, to at most a quarter of a shard.
  * Expiry: an entry expires at put + ttl_us. Expired entries are freed when
- * looked up, and, oldest first, by every put and get of their shard (so a
- * shard nobody touches keeps them in `bytes` until then). */
+ * looked up, and, oldest first, by every put (up to 64) and get (up to 8)
+ * of their shard; a shard nobody touches keeps them in `bytes` until then. */
 
 typedef struct es_cache_memory_params {
   uint64_t max_bytes; /* the bound on `bytes`; >= 4 KiB x shards */

@@ -29,8 +29,9 @@ struct es_cache {
 
 es_cache_t *es_cache_wrap(const es_cache_ops_t *ops, void *impl, es_error_t *err) {
   if (!ops || !ops->get || !ops->put || !ops->erase || !ops->clear || !ops->stats || !ops->free) {
-    es__fail(err, ES_EINVAL, -1, "cache tier: a required function (get, put, erase, clear, "
-                                 "stats, free) is missing");
+    es__fail(err, ES_EINVAL, -1,
+             "cache tier: a required function (get, put, erase, clear, "
+             "stats, free) is missing");
     return NULL;
   }
   es_cache_t *c = malloc(sizeof *c);
@@ -54,8 +55,8 @@ const char *es_cache_name(const es_cache_t *c) { return c->ops->name ? c->ops->n
 /* Invariant 2: a pointer may be NULL only when its length is 0. */
 static int bad(const void *p, size_t n) { return !p && n; }
 
-int es_cache_get(es_cache_t *c, const void *key, size_t klen, int64_t now_us, void *buf,
-                 size_t cap, size_t *vlen) {
+int es_cache_get(es_cache_t *c, const void *key, size_t klen, int64_t now_us, void *buf, size_t cap,
+                 size_t *vlen) {
   if (!vlen || bad(key, klen) || bad(buf, cap)) return ES_EINVAL;
   return c->ops->get(c->impl, key, klen, now_us, buf, cap, vlen);
 }
@@ -106,8 +107,9 @@ size_t es_cache_key(void *buf, size_t cap, const char *model, uint64_t version, 
   size_t mlen = strlen(model) + 1; /* with its NUL: "ab"+"c..." and "a"+"bc..." differ */
   uint64_t need64 = (uint64_t)mlen + 8 + 4 + (uint64_t)plen + (uint64_t)ilen;
 #if SIZE_MAX > UINT32_MAX
-  if (plen > UINT32_MAX) return SIZE_MAX; /* plen must fit its 4 bytes, or two keys could read
-                                             the same */
+  if (plen > UINT32_MAX)
+    return SIZE_MAX; /* plen must fit its 4 bytes, or two keys could read
+                        the same */
 #endif
   if (need64 >= SIZE_MAX) return SIZE_MAX;
   size_t need = (size_t)need64;

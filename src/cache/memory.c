@@ -29,16 +29,15 @@
  * Plain LRU is the same code with an unbounded window: every entry stays in
  * the window, and eviction takes its LRU end.
  *
- * The sketch: 4 rows of 4-bit counters packed 16 to a 64-bit word, one word
- * per entry the shard holds (grown with the entries); a key's 4 counters
- * lie in 4 words, at 4 different offsets. Every put and hit adds 1 to the
+ * The sketch: 4-bit counters packed 16 to a 64-bit word, one word per entry
+ * the shard holds (grown with the entries); a key has 4 counters, in 4
+ * hashed words at 4 different offsets. Every put and hit adds 1 to the
  * key's smallest counters (conservative update; up to 15); the estimate is
  * the least of the 4. After 10 x words additions every counter is halved,
- * so frequencies
- * follow recent traffic. A key's word index is its hash masked, so doubling
- * the sketch sends word i to i or i + W: growing copies the words into both
- * halves and no key's estimate changes (history survives the cache filling
- * up); halving keeps each counter's larger twin.
+ * so frequencies follow recent traffic. A key's word index is its hash
+ * masked, so doubling the sketch sends word i to i or i + W: growing copies
+ * the words into both halves and no key's estimate changes (history
+ * survives the cache filling up); halving keeps each counter's larger twin.
  *
  * Invariants (per shard, whenever its lock is free):
  *   1. Every entry is in exactly one hash chain, in the list its `region`
@@ -57,7 +56,6 @@
 #include "edgeserve/cache.h"
 
 #include <assert.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
@@ -77,6 +75,7 @@
 #define MIN_BUCKETS      16u
 #define MIN_SKETCH       8u  /* words */
 #define SWEEP_ON_GET     8u  /* expired entries a get frees at most */
+#define SWEEP_ON_PUT     64u /* ... a put (> 1: sweeping outpaces the puts) */
 #define HASHDOS_FREQ     6u  /* Caffeine's threshold for the random admission */
 #define SKETCH_DIV       512 /* initial sketch: a word per 512 bytes of the shard */
 
@@ -97,13 +96,13 @@ typedef struct ent {
   unsigned char data[]; /* key, then value */
 } ent;
 
-#define ENT_OF(l, field) ((ent *)(void *)((char *)(l) - offsetof(ent, field)))
+#define ENT_OF(l, field) ((ent *)(void *)((char *)(l)-offsetof(ent, field)))
 
 typedef struct shard {
   alignas(64) pthread_mutex_t lock; /* 64: two shards never share a cache line */
   ent **tab;
-  uint32_t nb;  /* buckets, a power of two */
-  uint32_t skw; /* sketch words, a power of two; 0 with admission off */
+  uint32_t nb;   /* buckets, a power of two */
+  uint32_t skw;  /* sketch words, a power of two; 0 with admission off */
   uint32_t skw0; /* ... at creation, what a clear returns to */
   uint64_t *sk;
   uint64_t sksize, sksample; /* additions since the last halving; when to halve */
@@ -187,7 +186,8 @@ static void l_push(node *s, node *l) {
 uint64_t es_cache_memory_charge(size_t klen, size_t vlen) {
   /* glibc: the request + one size word, rounded up to MALLOC_ALIGNMENT
    * (alignof(max_align_t) where it is at least 2 words), at least 4 words */
-  uint64_t a = alignof(max_align_t) > 2 * sizeof(size_t) ? alignof(max_align_t) : 2 * sizeof(size_t);
+  uint64_t a =
+      alignof(max_align_t) > 2 * sizeof(size_t) ? alignof(max_align_t) : 2 * sizeof(size_t);
   uint64_t n = (uint64_t)offsetof(ent, data) + klen + vlen + sizeof(size_t);
   n = (n + a - 1) / a * a;
   return n < 4 * sizeof(size_t) ? 4 * sizeof(size_t) : n;
@@ -407,11 +407,13 @@ static void move_to(shard *s, ent *e, int r) {
   *region_bytes(s, r) += c;
 }
 
-/* A hit: window and protected entries move to their MRU end, probation
- * entries are promoted to protected, which demotes its overflow. */
+/* A hit: window and protected entries move to their MRU end (a hot key
+ * usually is there already: then nothing is written, which spares the
+ * cache lines of its neighbours), probation entries are promoted to
+ * protected, which demotes its overflow. */
 static void touch(shard *s, ent *e) {
   if (e->region != PROBATION) {
-    move_to(s, e, e->region);
+    if (e->lru.next != region_list(s, e->region)) move_to(s, e, e->region);
     return;
   }
   move_to(s, e, PROTECTED);
@@ -576,7 +578,7 @@ static int put_entry(mem *m, const void *key, size_t klen, const void *val, size
   shard *s = shard_of(m, h);
   ent *dead = NULL;
   pthread_mutex_lock(&s->lock);
-  sweep(s, now_us, UINT_MAX, &dead);
+  sweep(s, now_us, SWEEP_ON_PUT, &dead);
   ent *old = find(s, h, key, klen);
   if (!old) grow_tables(s);
   if (ch > s->cap - fixed(s)) {
@@ -848,7 +850,8 @@ es_cache_t *es_cache_memory_new(const es_cache_memory_params_t *p, es_error_t *e
   if (!m->seed) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ (uint64_t)(uintptr_t)m;
+    uint64_t x =
+        ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ (uint64_t)(uintptr_t)m;
     m->seed = es__splitmix64(&x);
   }
   uint64_t cap = p->max_bytes / m->nshards;

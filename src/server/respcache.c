@@ -74,17 +74,14 @@ int es__cache_lookup(es_req_t *r, es_infer_item_t *it, char **hold) {
   return 1;
 }
 
-void es__cache_store(es_server_t *s, es_served_t *sv, const es_infer_item_t *it) {
-  if (!s->cache || it->status) return;
-  char key[KEY_MAX];
-  size_t klen = make_key(sv, it, key);
-  if (!klen) return;
-  char val[4096];
+/* The value of item `it` into val[cap]: its length, or 0 when it does not
+ * fit (not worth caching). */
+static size_t encode(const es_infer_item_t *it, char *val, size_t cap) {
   size_t off = 2;
   uint16_t n = 0;
   for (int i = 0; i < it->n; i++) {
     size_t l = it->out[i].len;
-    if (l > 1024 || off + 6 + l > sizeof val) return; /* not worth caching */
+    if (l > 1024 || off + 6 + l > cap) return 0;
     memcpy(val + off, &it->out[i].prob, 4);
     uint16_t l16 = (uint16_t)l;
     memcpy(val + off + 4, &l16, 2);
@@ -93,7 +90,14 @@ void es__cache_store(es_server_t *s, es_served_t *sv, const es_infer_item_t *it)
     n++;
   }
   memcpy(val, &n, 2);
-  es_cache_put(s->cache, key, klen, val, off, es__now_us());
+  return off;
+}
+
+void es__cache_store(es_server_t *s, es_served_t *sv, const es_infer_item_t *it) {
+  if (!s->cache || it->status) return;
+  char key[KEY_MAX], val[4096];
+  size_t klen = make_key(sv, it, key), vlen = encode(it, val, sizeof val);
+  if (klen && vlen) es_cache_put(s->cache, key, klen, val, vlen, es__now_us());
 }
 
 void es__cache_drop_model(es_server_t *s, const char *name) {
@@ -165,24 +169,11 @@ static int warm_one(void *ud, const char *text, size_t len, int64_t count) {
   if (w->sv->conf->alternatives > 3 && w->sv->conf->alternatives <= 8)
     it.k = it.cap = w->sv->conf->alternatives;
   if (w->sv->backend->infer(w->sv->inst, &it, 1, NULL) || it.status) return 0;
-  char key[KEY_MAX];
-  size_t klen = make_key(w->sv, &it, key);
-  char val[4096];
-  size_t off = 2;
-  uint16_t n = 0;
-  for (int i = 0; i < it.n; i++) {
-    size_t l = it.out[i].len;
-    if (l > 1024) return 0;
-    memcpy(val + off, &it.out[i].prob, 4);
-    uint16_t l16 = (uint16_t)l;
-    memcpy(val + off + 4, &l16, 2);
-    memcpy(val + off + 6, it.out[i].label, l);
-    off += 6 + l;
-    n++;
-  }
-  memcpy(val, &n, 2);
-  if (klen && es_cache_warm(w->s->cache, key, klen, val, off, count > 15 ? 15u : (uint32_t)count,
-                            es__now_us()) == 0)
+  char key[KEY_MAX], val[4096];
+  size_t klen = make_key(w->sv, &it, key), vlen = encode(&it, val, sizeof val);
+  if (klen && vlen &&
+      es_cache_warm(w->s->cache, key, klen, val, vlen, count > 15 ? 15u : (uint32_t)count,
+                    es__now_us()) == 0)
     w->done++;
   return 0;
 }

@@ -347,9 +347,9 @@ es_server_t *es_server_new(const es_server_params_t *p, es_error_t *err) {
   if (pthread_create(&s->maint, NULL, maintenance, s) == 0) s->maint_started = 1;
   es__log(s, "info",
           "component=server msg=\"serving\" url=%s io_threads=%d workers=%d "
-          "strategy=%s budget=%llu",
+          "strategy=%s budget=%llu start_ms=%.1f",
           s->url, s->io_threads, s->plan.inference_threads, es_strategy_name(s->plan.strategy),
-          (unsigned long long)s->plan.budget);
+          (unsigned long long)s->plan.budget, (double)(es__now_us() - s->start_us) / 1000.0);
   es__log_flush(s);
   if (p->ready_file && write_ready(p->ready_file, s->url, err)) goto fail;
   return s;

@@ -33,8 +33,10 @@
 #define MAX_SIGMOID        8
 #define LOG_TABLE_SIZE     512
 
-/* An AVX2 clone of the element-wise loops, picked at load time (ifunc). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* An AVX2 clone of the element-wise loops, picked at load time (ifunc).
+ * Not under ThreadSanitizer: its instrumented ifunc resolver runs during
+ * relocation, before the TSan runtime is up, and crashes the program. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define ES_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define ES_CLONES

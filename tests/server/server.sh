@@ -10,7 +10,9 @@ BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/es-server.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-"$ROOT/scripts/make-model.sh" "$BUILD" "$WORK/models" >/dev/null
+# ES_MODEL_BUILD: the build that trains the model (a sanitizer build's
+# server is tested on a model trained by the optimized one)
+"$ROOT/scripts/make-model.sh" "${ES_MODEL_BUILD:-$BUILD}" "$WORK/models" >/dev/null
 case "${2:-api}" in
 api) python3 "$ROOT/tests/server/api_test.py" "$BUILD/edgeserve" "$WORK/models/media.esm" \
   "$WORK/models/media-work/train.txt" ;;
