@@ -100,6 +100,7 @@ int es_cmd_serve(int argc, char **argv) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write (EFBIG), not the server */
 
   es_server_params_t p = es_server_default_params();
   p.config = cfg;

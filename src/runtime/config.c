@@ -83,6 +83,9 @@ static const es_config_key_t KEYS[] = {
      "responses at least this long are gzipped when the client accepts it (0: never)"},
     {"server", "io_threads", ES_CFG_UINT, 1, 64, "auto", NULL, ES_CFG_ZERO_AUTO,
      "threads that read requests and write responses (auto: one per CPU, at most 4)"},
+    {"server", "inline_max", ES_CFG_DURATION, 0, 1 * SEC, "200us", NULL, 0,
+     "a request whose model is idle and costs less than this is computed on the I/O thread "
+     "(no queue hop; 0: always queue)"},
     {"server", "history_pct", ES_CFG_UINT, 0, 100, "100", NULL, 0,
      "share of requests recorded in the history database, in %"},
     {"server", "retention", ES_CFG_DURATION, 1 * SEC, 3650LL * 24 * 3600 * SEC, "720h", NULL, 0,

@@ -85,6 +85,10 @@ static void flush(es_mstate_t *ms, es_served_t *sv, es_infer_item_t *buf, es_inf
   int64_t t1 = es__now_us();
   atomic_fetch_add(&ms->batches, 1);
   atomic_fetch_add(&ms->items, (uint64_t)n);
+  /* per-item cost, an EWMA (1/8) in 1/16 us, for the inline decision */
+  uint64_t per = (uint64_t)(t1 - t0) * 16 / (uint64_t)n;
+  uint64_t old = atomic_load_explicit(&ms->item_cost, memory_order_relaxed);
+  atomic_store_explicit(&ms->item_cost, old ? old - old / 8 + per / 8 : per, memory_order_relaxed);
   es_mseries_t ser;
   es__series(ms, sv->version, &ser);
   if (ser.exec) es_counter_inc(ser.exec);
@@ -210,6 +214,39 @@ static void drain(void *arg) {
   free(refs);
   free(owner);
   free(jobs);
+}
+
+int es__batcher_run_inline(es_mstate_t *ms, es_job_t *job) {
+  es_server_t *s = ms->srv;
+  es_batcher_t *b = &ms->b;
+  const es_model_conf_t *conf = job->served->conf;
+  uint64_t cost = atomic_load_explicit(&ms->item_cost, memory_order_relaxed);
+  if (s->inline_max_us <= 0 || conf->max_queue_delay_us > 0 || cost == 0 ||
+      cost * job->nitems / 16 > (uint64_t)s->inline_max_us || job->nitems > 8 ||
+      (int)job->nitems > conf->max_batch)
+    return 0;
+  pthread_mutex_lock(&b->lock);
+  if (b->total || b->active >= s->plan.inference_threads || atomic_load(&s->stopping)) {
+    pthread_mutex_unlock(&b->lock);
+    return 0;
+  }
+  b->active++; /* counts against the inference threads like a drain task */
+  pthread_mutex_unlock(&b->lock);
+  es_infer_item_t buf[8], *refs[8];
+  es_job_t *owner[8], *jobs[1] = {job};
+  run_batch(ms, jobs, 1, buf, refs, owner, 8);
+  /* jobs queued meanwhile saw this slot taken: give them a task */
+  int spawn = 0, prio = ES_SCHED_LOW;
+  pthread_mutex_lock(&b->lock);
+  b->active--;
+  es_job_t *h = peek(b);
+  if (h && b->active < s->plan.inference_threads) b->active++, spawn = 1, prio = h->prio;
+  pthread_mutex_unlock(&b->lock);
+  if (spawn && es_sched_submit(s->sched, drain, ms, prio, NULL)) {
+    /* no task: drain here rather than strand them */
+    drain(ms);
+  }
+  return 1;
 }
 
 int es__batcher_submit(es_mstate_t *ms, es_job_t *job) {

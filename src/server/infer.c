@@ -367,7 +367,8 @@ void es__handle_infer(es_req_t *r) {
     if (ser.misses) es_counter_add(ser.misses, n - hits);
     memset(w->cached, 0, (size_t)n);
   }
-  MHD_suspend_connection(r->conn); /* before the submit: http.c invariant 1 */
+  if (es__batcher_run_inline(ms, &r->job)) return; /* answered on this thread */
+  MHD_suspend_connection(r->conn);                 /* before the submit: http.c invariant 1 */
   r->suspended = 1;
   rc = es__batcher_submit(ms, &r->job);
   if (rc == 0) return;

@@ -214,6 +214,7 @@ static void settings(es_server_t *s) {
   s->keep_alive_us = es_config_get_int(c, "server.keep_alive");
   s->request_timeout_us = es_config_get_int(c, "server.request_timeout");
   s->io_threads = (int)es_config_get_int(c, "server.io_threads");
+  s->inline_max_us = es_config_get_int(c, "server.inline_max");
   if (s->io_threads <= 0) {
     int n = es_hw_effective_cpus(&s->hw);
     s->io_threads = n < 1 ? 1 : n > 4 ? 4 : n;

@@ -97,6 +97,7 @@ struct es_mstate {
   es_mseries_t series;
   es_latmodel_t *lat;
   _Atomic uint64_t requests, items, batches, errors;
+  _Atomic uint64_t item_cost; /* EWMA of the backend's time per item, 1/16 us */
 };
 
 /* ---- one HTTP request (MHD's con_cls) ---- */
@@ -174,6 +175,7 @@ struct es_server {
   uint64_t max_body, gzip_min;
   int64_t keep_alive_us, request_timeout_us;
   int io_threads;
+  int64_t inline_max_us;
 
   pthread_mutex_t conn_lock;
   es_conn_t *conns;
@@ -204,6 +206,12 @@ void es__batcher_destroy(es_batcher_t *b);
  * ES_ESTATE (shutting down) or ES_ENOMEM. On success the job completes
  * exactly once through es__job_complete(). */
 int es__batcher_submit(es_mstate_t *ms, es_job_t *job);
+/* Runs job at once on the calling thread when that is cheaper than a trip
+ * through the queue: the model's queue is empty, an inference thread's
+ * share is free, the job is at most 8 items and the model's measured cost
+ * per item times its items is under server.inline_max. Returns 1 when it
+ * ran (the job was completed through es__job_complete), 0 otherwise. */
+int es__batcher_run_inline(es_mstate_t *ms, es_job_t *job);
 
 /* http.c */
 int es__http_start(es_server_t *s, es_error_t *err);

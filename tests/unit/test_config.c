@@ -156,9 +156,9 @@ static void fixture_with_every_section_sets_every_key_from_its_line(void **state
   char want[1200];
   snprintf(want, sizeof want, "file %s:5", path);
   assert_string_equal(from(cfg, "server.host"), want);
-  snprintf(want, sizeof want, "file %s:37", path);
+  snprintf(want, sizeof want, "file %s:38", path);
   assert_string_equal(from(cfg, "batching.max_batch"), want);
-  snprintf(want, sizeof want, "file %s:47", path);
+  snprintf(want, sizeof want, "file %s:48", path);
   assert_string_equal(from(cfg, "quality.sla_p95"), want);
   for (size_t i = 0; i < es_config_count(cfg); i++) {
     es_config_item_t it;
