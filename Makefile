@@ -2,11 +2,14 @@
 #   make          build (Release) into build/
 #   make test     install missing Debian packages, build with -Werror, run the
 #                 whole suite, the whole suite again under ASan + UBSan (the
-#                 library and the CLI), and the ARM check (test-arm)
+#                 library, the CLI and the server), the threaded tests and the
+#                 server under TSan, each fuzz target briefly, and the ARM
+#                 check (test-arm)
 #   make tsan     the threaded runtime and observability tests under
 #                 ThreadSanitizer (part of make test)
 #   make fuzz     each libFuzzer target of fuzz/ for FUZZ_SECONDS (default 60)
-#                 from the seed corpora in fuzz/corpus (clang; docs/fuzzing.md)
+#                 from the seed corpora in fuzz/corpus (clang; docs/fuzzing.md);
+#                 make test runs it for 15 s a target
 #   make test-arm cross-build for arm64 and armhf and compare with fastText
 #                 under qemu-user (tests/arm/arm-check.sh)
 #   make bench    the benchmarks of bench/ (see README): predict.sh, train.sh, runtime.sh
@@ -23,7 +26,7 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = fuzz_model fuzz_text fuzz_config fuzz_metrics fuzz_route
+FUZZ_TARGETS = fuzz_model fuzz_text fuzz_config fuzz_metrics fuzz_route fuzz_request
 # The tests of code that runs on several threads on purpose (training's
 # lock-free Hogwild SGD races by design and is left out).
 TSAN_TESTS = test_sched test_deque test_affinity test_pool test_bufpool test_devpool \
@@ -51,6 +54,7 @@ test: build asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ES_MODEL_BUILD=$(CURDIR)/$(BUILD) ctest --output-on-failure -j$(JOBS)
 	$(MAKE) --no-print-directory tsan
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
 	$(MAKE) --no-print-directory test-arm
 
 # setarch -R: no address-space randomisation, which TSan's fixed shadow
