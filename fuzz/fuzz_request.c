@@ -14,8 +14,8 @@
  * per input would measure the trainer, not the parser.
  */
 #include <arpa/inet.h>
-#include <assert.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,9 +32,9 @@ static es_server_t *srv;
 static int port;
 
 static const char *const paths[] = {
-    "/v1/classify",   "/v2/models/m/infer",      "/v2/models/m/versions/1/infer",
-    "/v1/models/m/feedback", "/estimate-memory", "/v2/repository/index",
-    "/cache/clear",   "/optimize-for-hardware",
+    "/v1/classify",          "/v2/models/m/infer",     "/v2/models/m/versions/1/infer",
+    "/v1/models/m/feedback", "/estimate-memory",       "/v2/repository/index",
+    "/cache/clear",          "/optimize-for-hardware",
 };
 #define NPATHS (sizeof paths / sizeof *paths)
 
@@ -66,13 +66,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   const char *files[] = {model};
   p.model_files = files;
   p.nmodel_files = 1;
-  p.log = fopen("/dev/null", "w");
+  p.log = getenv("FUZZ_LOG") ? stderr : fopen("/dev/null", "w");
   if (!(srv = es_server_new(&p, &err))) {
     fprintf(stderr, "fuzz_request: %s\n", err.msg);
     abort();
   }
   port = es_server_port(srv);
   return 0;
+}
+
+/* Checks hold in every build (assert() is compiled out with NDEBUG). */
+static void fail(const char *what, const char *path, const char *got) {
+  fprintf(stderr, "fuzz_request: %s for POST %s; got: %.300s\n", what, path, got);
+  abort();
 }
 
 /* Sends one request; returns the status, with the body in *body. */
@@ -86,25 +92,35 @@ static int roundtrip(const char *path, const uint8_t *data, size_t size, char **
                    "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                    "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                    path, size);
-  if (write(fd, head, (size_t)n) != n) abort();
+  ssize_t hw;
+  while ((hw = write(fd, head, (size_t)n)) < 0 && errno == EINTR) continue;
+  if (hw != n) abort();
   for (size_t off = 0; off < size;) {
     ssize_t w = write(fd, data + off, size - off);
+    if (w < 0 && errno == EINTR) continue;
     if (w <= 0) break; /* the server may answer (413) before reading it all */
     off += (size_t)w;
   }
   size_t cap = 1 << 16, len = 0;
   char *buf = malloc(cap);
-  for (ssize_t r; buf && (r = read(fd, buf + len, cap - len - 1)) > 0;) {
+  errno = 0;
+  for (ssize_t r; buf;) { /* libFuzzer's timers interrupt reads: EINTR retries */
+    r = read(fd, buf + len, cap - len - 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
     len += (size_t)r;
     if (len + 1 == cap) buf = realloc(buf, cap *= 2);
   }
   close(fd);
-  assert(buf);
+  if (!buf) abort();
   buf[len] = '\0';
   int status = 0;
-  assert(sscanf(buf, "HTTP/1.1 %d", &status) == 1);
   char *b = strstr(buf, "\r\n\r\n");
-  assert(b);
+  if (sscanf(buf, "HTTP/1.1 %d", &status) != 1 || !b) {
+    fprintf(stderr, "fuzz_request: body of %zu bytes, %zu bytes back, errno %d\n", size, len,
+            errno);
+    fail("no complete HTTP response", path, buf);
+  }
   *body = strdup(b + 4);
   free(buf);
   return status;
@@ -116,10 +132,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *body = NULL;
   int st = roundtrip(path, data + 1, size - 1, &body);
   /* what the API answers to bad input; 500 would be a server bug */
-  assert(st == 200 || st == 201 || st == 400 || st == 404 || st == 413 || st == 503 ||
-         st == 504 || st == 507);
+  if (!(st == 200 || st == 201 || st == 400 || st == 404 || st == 413 || st == 503 || st == 504 ||
+        st == 507))
+    fail("an undocumented status", path, body);
   cJSON *j = cJSON_Parse(body);
-  assert(j); /* every answer of these endpoints is JSON */
+  if (!j) fail("a body that is not JSON", path, body); /* every answer here is JSON */
   cJSON_Delete(j);
   free(body);
   return 0;
