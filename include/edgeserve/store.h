@@ -103,15 +103,16 @@ es_store_params_t es_store_default_params(void);
 
 /* Opens (or creates) the database at p->path: sets the pragmas (WAL,
  * synchronous=NORMAL, busy_timeout, cache, mmap, temp_store=MEMORY,
- * foreign_keys, wal_autocheckpoint=1000; page_size=4096 and
- * auto_vacuum=INCREMENTAL when it creates the file), creates or upgrades the
- * schema (PRAGMA user_version), marks interrupted jobs failed, and starts the
- * writer thread. Returns the store, or NULL with *err filled (when not NULL)
- * and nothing left open:
+ * foreign_keys, wal_autocheckpoint=1000 run by the writer thread, never by
+ * a synchronous caller; page_size=4096 and auto_vacuum=INCREMENTAL when it
+ * creates the file), creates or upgrades the schema (PRAGMA user_version),
+ * checks that every statement compiles against it, marks interrupted jobs
+ * failed, and starts the writer thread. Returns the store, or NULL with *err
+ * filled (when not NULL) and nothing left open:
  *   ES_EINVAL   a parameter out of range (the message names it);
- *   ES_EFORMAT  the file is not a SQLite database, is corrupt, or is another
- *               program's database ("... is not a SQLite database: move it
- *               away or delete it");
+ *   ES_EFORMAT  the file is not a SQLite database, is corrupt, is another
+ *               program's database, or its tables were changed ("... is not
+ *               a SQLite database: move it away or delete it");
  *   ES_EVERSION the schema is newer than this edgeserve;
  *   ES_EIO      the file cannot be opened or written (missing directory,
  *               permissions, read-only file system, disk full);
@@ -253,6 +254,7 @@ int es_store_event_add(es_store_t *s, const char *model, const char *kind, int v
 typedef struct es_store_stats {
   uint64_t history_written; /* rows committed by this process */
   uint64_t history_batches; /* ... in this many transactions */
+  uint64_t checkpoints;     /* WAL checkpoints the writer ran for synchronous writes */
   uint64_t dropped_full;    /* refused: the queue was full */
   uint64_t dropped_error;   /* queued, then dropped: their batch failed */
   uint64_t sampled_out;     /* left out by history_sample */

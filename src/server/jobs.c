@@ -373,9 +373,8 @@ static void job(es_req_t *r) {
 
 void es__handle_jobs(es_req_t *r) {
   if (!r->srv->store) {
-    es__reply_error(r, 503,
-                    "no database: start the server with server.data set to a writable "
-                    "directory");
+    es__reply_error(r, 503, "no database (%s): set server.data to a writable directory",
+                    r->srv->store_error);
     return;
   }
   switch (r->route.id) {

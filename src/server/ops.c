@@ -39,15 +39,28 @@ static void health(es_req_t *r) {
   int total, ready = count_ready(s, &total);
   es_budget_stats_t bs;
   es_budget_stats(s->budget, &bs);
-  const char *status = ready == 0                                            ? "unhealthy"
-                       : (ready < total || bs.level >= ES_PRESSURE_CRITICAL) ? "degraded"
-                                                                             : "ok";
+  es_store_stats_t db = {0};
+  if (s->store) es_store_stats(s->store, &db);
+  int db_ok = s->store && db.healthy;
+  const char *status = ready == 0                                                      ? "unhealthy"
+                       : (ready < total || bs.level >= ES_PRESSURE_CRITICAL || !db_ok) ? "degraded"
+                                                                                       : "ok";
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "status", status);
   cJSON_AddNumberToObject(o, "models_ready", ready);
   cJSON_AddNumberToObject(o, "models", total);
   cJSON_AddStringToObject(o, "memory_pressure", es_pressure_name(bs.level));
   cJSON_AddNumberToObject(o, "uptime_s", (double)(es__now_us() - s->start_us) / 1e6);
+  cJSON *d = cJSON_AddObjectToObject(o, "database");
+  cJSON_AddBoolToObject(d, "healthy", db_ok);
+  if (!s->store)
+    cJSON_AddStringToObject(d, "error", s->store_error);
+  else if (!db.healthy)
+    cJSON_AddStringToObject(d, "error", db.last_error);
+  if (s->store) {
+    cJSON_AddNumberToObject(d, "history_written", (double)db.history_written);
+    cJSON_AddNumberToObject(d, "history_dropped", (double)(db.dropped_full + db.dropped_error));
+  }
   es__reply_json(r, ready == 0 ? 503 : 200, o);
 }
 

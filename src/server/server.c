@@ -138,6 +138,44 @@ void es__series(es_mstate_t *ms, int version, es_mseries_t *out) {
   pthread_mutex_unlock(&ms->slock);
 }
 
+/* ---- the database's health, at scrape time ---- */
+
+static double store_stat(void *ctx, const char *const *values) {
+  es_server_t *s = ctx;
+  es_store_stats_t st;
+  es_store_stats(s->store, &st);
+  const char *v = values ? values[0] : NULL;
+  if (!v) return st.healthy;
+  if (!strcmp(v, "written")) return (double)st.history_written;
+  if (!strcmp(v, "dropped_full")) return (double)st.dropped_full;
+  if (!strcmp(v, "dropped_error")) return (double)st.dropped_error;
+  if (!strcmp(v, "sampled_out")) return (double)st.sampled_out;
+  return 0;
+}
+
+static int store_metrics(es_server_t *s, es_error_t *err) {
+  es_family_params_t fp = es_family_default_params();
+  es_metric_family_t *rows, *healthy;
+  fp.name = "edgeserve_history_rows_total";
+  fp.help = "history rows by what became of them: written, dropped_full (queue full), "
+            "dropped_error (the write failed), sampled_out";
+  fp.labels = (const char *[]){"outcome"};
+  fp.nlabels = 1;
+  if (es_metrics_register(s->metrics, &fp, &rows, err)) return err ? err->code : ES_EINVAL;
+  fp = es_family_default_params();
+  fp.type = ES_METRIC_GAUGE;
+  fp.name = "edgeserve_database_healthy";
+  fp.help = "1 when the database's last write succeeded, 0 while writes fail (disk full...)";
+  if (es_metrics_register(s->metrics, &fp, &healthy, err)) return err ? err->code : ES_EINVAL;
+  static const char *outcomes[] = {"written", "dropped_full", "dropped_error", "sampled_out"};
+  es_metric_t *m;
+  for (int i = 0; i < 4; i++)
+    if (es_metric_series(rows, (const char *[]){outcomes[i]}, &m, err) == 0)
+      es_metric_set_callback(m, store_stat, s);
+  if (es_metric_series(healthy, NULL, &m, err) == 0) es_metric_set_callback(m, store_stat, s);
+  return 0;
+}
+
 /* ---- repository events ---- */
 
 static void on_repo_event(void *ud, const es_repo_event_t *ev) {
@@ -309,8 +347,16 @@ es_server_t *es_server_new(const es_server_params_t *p, es_error_t *err) {
     stp.path = path;
     stp.history_sample = (double)es_config_get_int(s->cfg, "server.history_pct") / 100.0;
     stp.retention_s = es_config_get_int(s->cfg, "server.retention") / 1000000;
-    if (!(s->store = es_store_open(&stp, err))) goto fail;
+    es_error_t serr = {0};
+    if (!(s->store = es_store_open(&stp, &serr))) {
+      /* serving goes on without history and feedback; /health says so */
+      snprintf(s->store_error, sizeof s->store_error, "%s", serr.msg);
+      es__log(s, "error", "component=store msg=\"%s: serving without a database\"", serr.msg);
+    }
+  } else {
+    snprintf(s->store_error, sizeof s->store_error, "server.data is empty: no database");
   }
+  if (s->store && store_metrics(s, err)) goto fail;
 
   es_repo_params_t rp = es_repo_default_params();
   rp.budget = s->budget;

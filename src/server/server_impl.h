@@ -157,7 +157,8 @@ struct es_server {
   es_repo_t *repo;
   es_sysmon_t *sysmon;
   es_cache_t *cache; /* NULL: no response cache */
-  es_store_t *store; /* NULL: no database */
+  es_store_t *store; /* NULL: no database (store_error says why) */
+  char store_error[320];
   pthread_mutex_t jobs_lock;
   void *jobs; /* training jobs (jobs.c) */
 

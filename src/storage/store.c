@@ -34,7 +34,10 @@
  *      successful write makes the store healthy again.
  *   5. The schema is created and upgraded in one transaction together with
  *      PRAGMA user_version: a database is at a known version or untouched.
- *   6. History ids are rowids (max + 1, rolled back inserts leave no hole);
+ *   6. Only the writer thread checkpoints the WAL (after its own commits, and
+ *      when the sync connection's hook asks): a synchronous call never pays
+ *      for a checkpoint.
+ *   7. History ids are rowids (max + 1, rolled back inserts leave no hole);
  *      feedback and job ids are AUTOINCREMENT: never reused, since clients
  *      hold them.
  *
@@ -57,8 +60,9 @@
 
 #include "common/fail.h"
 
-#define CLEANUP_CHUNK 500        /* rows per retention transaction */
-#define NO_PAGE_LIMIT 1073741823 /* SQLITE_MAX_PAGE_COUNT of SQLite 3.40 */
+#define CLEANUP_CHUNK    500        /* rows per retention transaction */
+#define CHECKPOINT_PAGES 1000       /* WAL frames before a checkpoint (wal_autocheckpoint) */
+#define NO_PAGE_LIMIT    1073741823 /* SQLITE_MAX_PAGE_COUNT of SQLite 3.40 */
 
 /* ---- the schema ---------------------------------------------------------- */
 
@@ -194,10 +198,11 @@ struct es_store {
   qrow_t **batch;        /* batch_max slots, the writer's */
   uint64_t calls, enq_seq, done_seq;
   int paused, stop;
-  int wants_rows; /* the writer sleeps with nothing queued: signal qcv */
+  int wants_rows;  /* the writer sleeps with nothing queued: signal qcv */
+  int ckpt_wanted; /* the sync connection's WAL is past CHECKPOINT_PAGES */
   int64_t pages_req;
   int pages_dirty;
-  uint64_t written, batches, dropped_full, dropped_error, sampled_out, write_errors,
+  uint64_t written, batches, checkpoints, dropped_full, dropped_error, sampled_out, write_errors,
       cleanup_deleted;
   int64_t feedback_rows, jobs;
   int healthy;
@@ -342,6 +347,26 @@ typedef struct cleanup {
 static cleanup_t cleanup_start(int64_t now_ms);
 static int cleanup_step(es_store_t *s, conn_t *c, cleanup_t *cl);
 
+/* The sync connection's WAL hook, in place of its automatic checkpoint: a
+ * checkpoint copies the WAL back into the file and syncs, tens to hundreds of
+ * milliseconds, which a caller of feedback_add should not wait for. Past
+ * CHECKPOINT_PAGES frames it asks the writer thread to checkpoint (the
+ * writer's own connection checkpoints after its commits as usual). Runs in
+ * a commit on `sync`, dbmu held: dbmu before qmu. */
+static int sync_wal_hook(void *arg, sqlite3 *db, const char *name, int frames) {
+  (void)db, (void)name;
+  es_store_t *s = arg;
+  if (frames >= CHECKPOINT_PAGES) {
+    pthread_mutex_lock(&s->qmu);
+    if (!s->ckpt_wanted) {
+      s->ckpt_wanted = 1;
+      pthread_cond_signal(&s->qcv);
+    }
+    pthread_mutex_unlock(&s->qmu);
+  }
+  return SQLITE_OK;
+}
+
 /* The writer: history batches when rows are queued (not paused, not waiting
  * to retry), one step of a due retention pass after each batch (so neither
  * starves the other), else sleep. While paused it writes nothing. */
@@ -364,6 +389,14 @@ static void *writer_main(void *arg) {
       pthread_mutex_unlock(&s->qmu);
       set_max_pages(s->wr.db, pages);
       pthread_mutex_lock(&s->qmu);
+      continue;
+    }
+    if (!s->paused && s->ckpt_wanted) {
+      s->ckpt_wanted = 0;
+      pthread_mutex_unlock(&s->qmu);
+      int rc = sqlite3_wal_checkpoint_v2(s->wr.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+      pthread_mutex_lock(&s->qmu);
+      if (rc == SQLITE_OK) s->checkpoints++;
       continue;
     }
     if (can_write && !(can_clean && last_was_batch)) {
@@ -569,7 +602,7 @@ static int cleanup_step(es_store_t *s, conn_t *c, cleanup_t *cl) {
     break;
   case 2:
     if (s->p.max_rows > 0 && cl->upto < 0) {
-      /* Ids are max + 1 (invariant 6), so the newest max_rows rows are those
+      /* Ids are max + 1 (invariant 7), so the newest max_rows rows are those
        * above max(id) - max_rows, found without counting them (retention by
        * age may have left holes: then fewer are kept). */
       sqlite3_stmt *st = stmt(c, ST_HIST_MAX_ID);
@@ -651,7 +684,7 @@ int es_store_top_inputs(es_store_t *s, const char *model, int limit, es_store_in
     rc = db_fail(s, err, sqlite3_errcode(s->sync.db), 0, "top inputs");
     goto out;
   }
-  /* The window: the last top_window rows, by rowid (invariant 6). */
+  /* The window: the last top_window rows, by rowid (invariant 7). */
   src = sqlite3_step(ms);
   int64_t first = src == SQLITE_ROW ? sqlite3_column_int64(ms, 0) - s->p.top_window : 0;
   sqlite3_reset(ms);
@@ -943,6 +976,7 @@ void es_store_stats(es_store_t *s, es_store_stats_t *out) {
   pthread_mutex_lock(&s->qmu);
   out->history_written = s->written;
   out->history_batches = s->batches;
+  out->checkpoints = s->checkpoints;
   out->dropped_full = s->dropped_full;
   out->dropped_error = s->dropped_error;
   out->sampled_out = s->sampled_out;
@@ -1151,8 +1185,10 @@ static int prepare_db(es_store_t *s, es_error_t *err) {
 
 /* Per-connection pragmas that must follow journal_mode. */
 static int conn_tune(es_store_t *s, conn_t *c, es_error_t *err) {
-  int rc = sqlite3_exec(c->db, "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 1000;",
-                        NULL, NULL, NULL);
+  char sql[96];
+  snprintf(sql, sizeof sql, "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = %d;",
+           CHECKPOINT_PAGES);
+  int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
   if (rc == SQLITE_OK && s->p.max_pages > 0) rc = set_max_pages(c->db, s->p.max_pages);
   return rc == SQLITE_OK ? 0 : open_fail(s, c->db, rc, err);
 }
@@ -1186,6 +1222,7 @@ es_store_t *es_store_open(const es_store_params_t *p, es_error_t *err) {
   ok = ok && !pthread_cond_init(&s->qcv, &ca);
   ok = ok && !pthread_cond_init(&s->donecv, &ca);
   pthread_condattr_destroy(&ca);
+  if (ok) sqlite3_wal_hook(s->sync.db, sync_wal_hook, s); /* replaces autocheckpoint */
   if (!ok || pthread_create(&s->writer, NULL, writer_main, s)) {
     /* Both cannot really fail on Linux; if they do, nothing waits on them. */
     es__fail(err, ES_ENOMEM, -1, "store: cannot start the history writer thread");
