@@ -66,7 +66,7 @@ static const es_config_key_t KEYS[] = {
     {"server", "port", ES_CFG_UINT, 0, 65535, "8080", NULL, 0, "TCP port (0: any free port)"},
     {"server", "models", ES_CFG_STRING, 1, 4095, "models", NULL, 0,
      "directory the server loads models from"},
-    {"server", "data", ES_CFG_STRING, 0, 4095, "data", NULL, 0,
+    {"server", "data", ES_CFG_STRING, 0, 4095, "edgeserve-data", NULL, 0,
      "directory of the server's database (history, feedback, jobs, events; empty: none)"},
     {"server", "api_key", ES_CFG_STRING, 0, 255, "", NULL, 0,
      "API key required as 'Authorization: Bearer KEY' on every endpoint but liveness "
