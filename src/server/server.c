@@ -12,6 +12,7 @@
  * completes and resumes its connection), stop HTTP, free the rest.
  */
 #define _GNU_SOURCE
+#include <sched.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -230,6 +231,32 @@ es_server_params_t es_server_default_params(void) {
   return p;
 }
 
+/* The plan is made from the machine; the process may have been started on
+ * fewer CPUs (taskset, a cpuset): keep the inference CPUs within them, so
+ * pinning never moves a worker outside what it was given. */
+static void within_affinity(es_server_t *s) {
+  cpu_set_t cur;
+  if (sched_getaffinity(0, sizeof cur, &cur)) return;
+  es_cpuset_t keep, all;
+  es_cpuset_clear(&keep);
+  es_cpuset_clear(&all);
+  for (int i = 0; i < CPU_SETSIZE; i++)
+    if (CPU_ISSET(i, &cur)) es_cpuset_add(&all, i);
+  for (int i = 0, n = es_cpuset_count(&s->plan.inference_cpus); i < n; i++) {
+    int cpu = es_cpuset_nth(&s->plan.inference_cpus, i);
+    if (es_cpuset_has(&all, cpu)) es_cpuset_add(&keep, cpu);
+  }
+  if (es_cpuset_count(&s->plan.inference_cpus) == 0 ||
+      es_cpuset_count(&keep) == es_cpuset_count(&s->plan.inference_cpus))
+    return;
+  s->plan.inference_cpus = es_cpuset_count(&keep) ? keep : all;
+  if (s->plan.inference_threads > es_cpuset_count(&s->plan.inference_cpus))
+    s->plan.inference_threads = es_cpuset_count(&s->plan.inference_cpus);
+  es__log(s, "info",
+          "component=server msg=\"inference CPUs limited to the %d this process may use\"",
+          es_cpuset_count(&s->plan.inference_cpus));
+}
+
 static int write_ready(const char *path, const char *url, es_error_t *err) {
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -287,6 +314,7 @@ es_server_t *es_server_new(const es_server_params_t *p, es_error_t *err) {
   }
   if (es_hw_detect(&s->hw, p->hw_root, err)) goto fail;
   if (es_plan_make(&s->hw, s->cfg, &s->plan, err)) goto fail;
+  if (!p->hw_root) within_affinity(s);
   settings(s);
 
   es_budget_params_t bp = es_budget_default_params();
