@@ -15,6 +15,7 @@
 #   make bench    the benchmarks of bench/ (see README): predict.sh, train.sh, runtime.sh
 #   make bench-train  bench/train.sh only (training + quantization)
 #   make bench-runtime  the runtime's micro-benchmarks (bench/runtime.sh)
+#   make bench-server   the server against FastAPI and nginx with wrk (bench/server.sh)
 #   make model    the bundled media model (scripts/make-model.sh) into build/models
 #   make serve    build, prepare the repository with the media model
 #                 (scripts/prepare-repo.sh) and run the server on 127.0.0.1:8080
@@ -34,7 +35,7 @@ TSAN_TESTS = test_sched test_deque test_affinity test_pool test_bufpool test_dev
   test_memstat test_runtime test_cache test_repo test_backend test_store
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build asan tsan fuzz model serve test test-unit test-arm bench bench-train bench-runtime format clean
+.PHONY: all deps build asan tsan fuzz model serve bench-server test test-unit test-arm bench bench-train bench-runtime format clean
 
 all: build
 
@@ -112,6 +113,10 @@ bench-train: build
 
 bench-runtime: build
 	bench/runtime.sh
+
+bench-server: build
+	@scripts/deps.sh bench
+	bench/server.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

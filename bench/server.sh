@@ -9,11 +9,14 @@
 #      -normalize default --deterministic` trains media.bin (fastText format,
 #      read by both edgeserve and python3-fasttext) and media.esm (the same
 #      weights plus the file-name normalizer), `edgeserve convert --int8`
-#      makes media-int8.esm, the bundled model of `make model`;
-#   2. each server in turn, pinned to SERVER_CPU (wrk, curl and this script
-#      run on LOAD_CPU): start (timestamp taken just before exec), poll
-#      GET /health until it answers 200 (ready ms), one checked POST, 1 s idle,
-#      VmRSS (idle RSS), a WARMUP wrk run, the measured wrk run, SIGTERM;
+#      makes int8/media.esm, the bundled model of `make model`;
+#   2. each server in turn (FastAPI on media.bin, edgeserve on media.bin and
+#      on int8/media.esm when the binary has `serve`, nginx), pinned to
+#      SERVER_CPU (wrk, curl and this script run on LOAD_CPU): start (the
+#      timestamp taken just before exec), poll GET /health until it answers
+#      200 (ready ms), one checked POST, 1 s idle, VmRSS (idle RSS), a WARMUP
+#      wrk run, ROUNDS measured wrk runs with the CPU time of the server and
+#      of everything else on both CPUs, SIGTERM;
 #   3. a markdown table to stdout and bench/results/server-YYYY-MM-DD.md.
 #
 # Every server is started on 127.0.0.1 on a free ephemeral port, and stopped
@@ -33,6 +36,10 @@
 #   SERVER_CPU    CPU list the servers run on       (default 0)
 #   LOAD_CPU      CPU list wrk and this script run on (default 1)
 #   BENCH_TEXT    the text classified               (default "breaking bad")
+#   BENCH_SERIES  the media series list (the corpus) (default <repo>/data/media/series.tsv)
+#   ES_SERVE_ARGS extra flags for `edgeserve serve`, after the script's own
+#                 (--data TMPDIR --set cache.entries=0 --set runtime.pin=false,
+#                 see the comment at "3. edgeserve" below)
 #   BENCH_RESULTS output file (default <repo>/bench/results/server-YYYY-MM-DD.md)
 #   KEEP_TMP      1: keep the temporary directory (logs, wrk outputs, replies)
 set -euo pipefail
@@ -60,7 +67,8 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BENCH_TEXT=${BENCH_TEXT:-breaking bad}
 RESULTS=${BENCH_RESULTS:-$REPO/bench/results/server-$(date +%F).md}
-SERIES=$REPO/data/media/series.tsv
+SERIES=${BENCH_SERIES:-$REPO/data/media/series.tsv}
+ES_SERVE_ARGS=${ES_SERVE_ARGS:-}
 LUA=$HERE/server/classify.lua
 APP_DIR=$HERE/server
 NGINX_TPL=$HERE/server/nginx.conf.in
@@ -69,7 +77,7 @@ READY_TIMEOUT=30 # s; FastAPI imports take ~1-2 s on a busy small machine
 # The exact command, with the settings that were changed from their defaults.
 CMDLINE=""
 for v in ES_BIN ES_MEDIAGEN PYTHON NGINX WRK DURATION WARMUP CONNECTIONS ROUNDS WRK_THREADS \
-  SERVER_CPU LOAD_CPU BENCH_TEXT BENCH_RESULTS KEEP_TMP; do
+  SERVER_CPU LOAD_CPU BENCH_TEXT BENCH_SERIES ES_SERVE_ARGS BENCH_RESULTS KEEP_TMP; do
   if printenv "$v" >/dev/null; then CMDLINE+="$v=$(printf '%q' "${!v}") "; fi
 done
 CMDLINE+="bench/server.sh"
@@ -82,7 +90,7 @@ command -v curl >/dev/null || die "curl not found (apt-get install curl)"
 command -v taskset >/dev/null || die "taskset not found (apt-get install util-linux)"
 [ -x "$ES_BIN" ] || die "edgeserve binary not found at $ES_BIN (run 'make' or set ES_BIN=)"
 [ -x "$ES_MEDIAGEN" ] || die "mediagen not found at $ES_MEDIAGEN (run 'make' or set ES_MEDIAGEN=)"
-[ -r "$SERIES" ] || die "$SERIES not found"
+[ -r "$SERIES" ] || die "$SERIES not found (set BENCH_SERIES=)"
 "$PYTHON" -c 'import fastapi, uvicorn, fasttext' 2>/dev/null ||
   die "$PYTHON cannot import fastapi, uvicorn and fasttext (apt-get install python3-fastapi" \
     "python3-uvicorn python3-fasttext, or set PYTHON=)"
@@ -254,13 +262,33 @@ cpu_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
-# cpu_stat: "busy steal total" ticks of SERVER_CPU from /proc/stat (busy =
-# user + nice + system + irq + softirq), "" when SERVER_CPU is not one CPU.
+# cpu_stat CPU: "busy steal total" ticks of one CPU from /proc/stat (busy =
+# user + nice + system + irq + softirq); "- - -" when CPU is not one number.
 cpu_stat() {
-  [[ $SERVER_CPU =~ ^[0-9]+$ ]] || return 0
-  awk -v c="cpu$SERVER_CPU" '$1 == c {
+  [[ $1 =~ ^[0-9]+$ ]] || { echo "- - -"; return 0; }
+  awk -v c="cpu$1" '$1 == c {
     t = 0; for (i = 2; i <= NF; i++) t += $i
     print $2 + $3 + $4 + $7 + $8, $9, t }' /proc/stat
+}
+
+# other_pct "B0 ST0 T0" "B1 ST1 T1" OWN_TICKS: % of a CPU's time in which it
+# was busy with something else than OWN_TICKS; "-" without figures.
+other_pct() {
+  local b0 st0 t0 b1 st1 t1
+  read -r b0 st0 t0 <<<"$1"
+  read -r b1 st1 t1 <<<"$2"
+  [[ $b0$b1 =~ ^[0-9]+$ ]] || { echo -; return 0; }
+  awk -v b=$((b1 - b0)) -v c="$3" -v t=$((t1 - t0)) \
+    'BEGIN{ v = t > 0 ? (b - c) / t * 100 : 0; printf "%.0f", (v < 0 ? 0 : v) }'
+}
+
+# steal_pct "B0 ST0 T0" "B1 ST1 T1": % of a CPU's time the hypervisor took
+steal_pct() {
+  local b0 st0 t0 b1 st1 t1
+  read -r b0 st0 t0 <<<"$1"
+  read -r b1 st1 t1 <<<"$2"
+  [[ $st0$st1 =~ ^[0-9]+$ ]] || { echo -; return 0; }
+  awk -v s=$((st1 - st0)) -v t=$((t1 - t0)) 'BEGIN{ printf "%.0f", (t > 0 ? s / t * 100 : 0) }'
 }
 
 # wrk_run PORT DURATION OUT: wrk's output in OUT, "real user sys" in OUT.cpu
@@ -283,7 +311,7 @@ to_ms() {
 }
 
 # ---- the servers ----------------------------------------------------------------
-declare -A RPS P50 P99 RSS RSS_LOAD READY READY_FILE STOP NOTE ERRS REQS WRK_CPU SRV_CPU US_REQ OTHER STEAL
+declare -A RPS P50 P99 RSS RSS_LOAD READY READY_FILE STOP NOTE ERRS REQS WRK_CPU SRV_CPU US_REQ OTHER STEAL OTHER_LOAD
 ROWS=()
 REQ_BODY="{\"text\": \"$BENCH_TEXT\", \"k\": 1}"
 
@@ -291,12 +319,14 @@ REQ_BODY="{\"text\": \"$BENCH_TEXT\", \"k\": 1}"
 # figures (rps p50 p99 reqs errs wrk_cpu srv_cpu us_req other steal).
 declare -A M
 measure_round() {
-  local name=$1 pid=$2 port=$3 w=$4 c0 c1 s0 s1 b0 b1 st0 st1 t0 t1 wall wu ws
-  s0=$(cpu_stat)
+  local name=$1 pid=$2 port=$3 w=$4 c0 c1 s0 s1 l0 l1 wall wu ws
+  s0=$(cpu_stat "$SERVER_CPU")
+  l0=$(cpu_stat "$LOAD_CPU")
   c0=$(cpu_ticks "$pid")
   wrk_run "$port" "$DURATION" "$w"
   c1=$(cpu_ticks "$pid")
-  s1=$(cpu_stat)
+  s1=$(cpu_stat "$SERVER_CPU")
+  l1=$(cpu_stat "$LOAD_CPU")
   if ! alive "$pid"; then
     log "$name exited during the measured run; its output:"
     sed 's/^/    /' "$TMP/$name.log" >&2
@@ -317,16 +347,13 @@ measure_round() {
   M[wrk_cpu]=$(awk -v r="$wall" -v u="$wu" -v s="$ws" 'BEGIN{printf "%.0f", (r > 0 ? (u + s) / r * 100 : 0)}')
   M[srv_cpu]=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v r="$wall" 'BEGIN{printf "%.0f", (r > 0 ? t / hz / r * 100 : 0)}')
   M[us_req]=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="${M[reqs]}" 'BEGIN{printf "%.1f", (n > 0 ? t / hz / n * 1e6 : 0)}')
-  # what else ran on the server CPU meanwhile (other processes, the VM's steal)
-  M[other]=-
-  M[steal]=-
-  if [ -n "$s0" ] && [ -n "$s1" ]; then
-    read -r b0 st0 t0 <<<"$s0"
-    read -r b1 st1 t1 <<<"$s1"
-    M[other]=$(awk -v b=$((b1 - b0)) -v c=$((c1 - c0)) -v t=$((t1 - t0)) \
-      'BEGIN{ v = t > 0 ? (b - c) / t * 100 : 0; printf "%.0f", (v < 0 ? 0 : v) }')
-    M[steal]=$(awk -v s=$((st1 - st0)) -v t=$((t1 - t0)) 'BEGIN{ printf "%.0f", (t > 0 ? s / t * 100 : 0) }')
-  fi
+  # what else ran on the two CPUs meanwhile (other processes, the VM's steal);
+  # on one CPU (PIN=0) the load CPU's figure is not separate
+  M[other]=$(other_pct "$s0" "$s1" $((c1 - c0)))
+  M[steal]=$(steal_pct "$s0" "$s1")
+  M[other_load]=-
+  [ "$PIN" = 1 ] && M[other_load]=$(other_pct "$l0" "$l1" \
+    "$(awk -v u="$wu" -v s="$ws" -v hz="$CLK_TCK" 'BEGIN{printf "%d", (u + s) * hz}')")
 }
 
 # bench_server NAME PORT EXPECT READY_FILE CMD...: one server, start to stop.
@@ -367,12 +394,12 @@ bench_server() {
       continue
     }
     errs=$((errs + M[errs]))
-    [ "$ROUNDS" = 1 ] || log "$name: round $i: ${M[rps]} req/s, p99 ${M[p99]} ms, other load ${M[other]} %"
+    [ "$ROUNDS" = 1 ] || log "$name: round $i: ${M[rps]} req/s, p99 ${M[p99]} ms, other load ${M[other]} % / ${M[other_load]} %"
     if [ "${M[rps]}" -gt "$best" ]; then
       best=${M[rps]}
       RPS[$name]=${M[rps]} P50[$name]=${M[p50]} P99[$name]=${M[p99]} REQS[$name]=${M[reqs]}
       WRK_CPU[$name]=${M[wrk_cpu]} SRV_CPU[$name]=${M[srv_cpu]} US_REQ[$name]=${M[us_req]}
-      OTHER[$name]=${M[other]} STEAL[$name]=${M[steal]}
+      OTHER[$name]=${M[other]} STEAL[$name]=${M[steal]} OTHER_LOAD[$name]=${M[other_load]}
     fi
   done
   ERRS[$name]=$errs
@@ -411,11 +438,11 @@ log "model: $TMP/media.bin ($(stat -c %s "$TMP/media.bin") bytes); '$BENCH_TEXT'
 # the label as a JSON string, with or without fastText's prefix
 EXPECT_RE="\"(__label__)?$(printf '%s' "$EXPECT_LABEL" | sed 's/[][\.*^$+?(){}|/]/\\&/g')\""
 
-# 2. FastAPI + uvicorn + fastText
+# 2. FastAPI + uvicorn + fastText (no __pycache__ left in bench/server/)
 FA=fastapi
 port=$(free_port)
 bench_server "$FA" "$port" "$EXPECT_RE" "" \
-  env FT_MODEL="$TMP/media.bin" "$PYTHON" -m uvicorn fastapi_app:app --app-dir "$APP_DIR" \
+  env FT_MODEL="$TMP/media.bin" PYTHONDONTWRITEBYTECODE=1 "$PYTHON" -m uvicorn fastapi_app:app --app-dir "$APP_DIR" \
   --host 127.0.0.1 --port "$port" --workers 1 --log-level warning --no-access-log || FAILED=1
 
 # 3. edgeserve, when the binary has `serve`
@@ -427,13 +454,25 @@ if grep -qi 'unknown command' <<<"$serve_help"; then
   SERVE_MISSING="$ES_BIN has no 'serve' command yet: the edgeserve rows were not measured"
   log "NOTE: $SERVE_MISSING"
 else
+  # Its defaults, but: the history database in the temporary directory (not
+  # ./data); no response cache: every request here is the same text, so with
+  # the cache on all but the first would be answered from it, while FastAPI
+  # computes each one; and no pinning of its own: edgeserve's plan ignores
+  # the affinity mask it was started with (under taskset -c 0 it pins its
+  # inference thread to CPU 1, wrk's), so its threads keep the mask they
+  # inherit, SERVER_CPU, like the other servers' processes. ES_SERVE_ARGS
+  # comes last and can change all three.
+  # shellcheck disable=SC2206 # ES_SERVE_ARGS: flags split on spaces
+  extra=($ES_SERVE_ARGS)
   for m in "bin:$TMP/media.bin" "esm:$TMP/int8/media.esm"; do
     name=edgeserve-${m%%:*}
     ES_ROWS+=("$name")
     port=$(free_port)
+    mkdir -p "$TMP/$name.data"
     bench_server "$name" "$port" "$EXPECT_RE" "$TMP/$name.ready" \
       "$ES_BIN" serve --host 127.0.0.1 --port "$port" --model "${m#*:}" \
-      --ready-file "$TMP/$name.ready" || FAILED=1
+      --ready-file "$TMP/$name.ready" --data "$TMP/$name.data" --set cache.entries=0 --set runtime.pin=false \
+      "${extra[@]}" || FAILED=1
   done
 fi
 
@@ -518,11 +557,15 @@ report() {
   [ -z "$SERVE_MISSING" ] || echo "| edgeserve serve | not measured: $SERVE_MISSING | | | | | | |"
   local busy=""
   for r in "$FA" "${ES_ROWS[@]}" nginx; do
-    [[ ${OTHER[$r]:--} =~ ^[0-9]+$ ]] && [ "${OTHER[$r]}" -gt 20 ] && busy+=" $(label "$r") ${OTHER[$r]} %,"
+    if { [[ ${OTHER[$r]:--} =~ ^[0-9]+$ ]] && [ "${OTHER[$r]}" -gt 20 ]; } ||
+      { [[ ${OTHER_LOAD[$r]:--} =~ ^[0-9]+$ ]] && [ "${OTHER_LOAD[$r]}" -gt 20 ]; }; then
+      busy+=" $(label "$r") ${OTHER[$r]} % / ${OTHER_LOAD[$r]} %,"
+    fi
   done
   if [ -n "$busy" ]; then
     echo
-    echo "**Warning: the server CPU was shared with other work during the run** (other load:${busy%,})."
+    echo "**Warning: the CPUs were shared with other work during the run** (other load on the" \
+      "server / wrk CPU:${busy%,})."
     echo "Those rows understate throughput and overstate p99; rerun on a quiet machine (details below)."
   fi
   echo
@@ -538,16 +581,24 @@ report() {
     "media corpus ($(stat -c %s "$TMP/media.bin") bytes, served by FastAPI and the edgeserve .bin row);" \
     "media.esm is it converted to int8 with its normalizer (the bundled model of \`make model\`)." \
     "nginx returns $BODY_FROM ($(printf '%s' "$NG_BODY" | wc -c) bytes)."
+  if [ ${#ES_ROWS[@]} -gt 0 ]; then
+    echo
+    echo "edgeserve: \`edgeserve serve --model FILE --data TMPDIR --set cache.entries=0 --set runtime.pin=false${ES_SERVE_ARGS:+ $ES_SERVE_ARGS}\`:" \
+      "its default configuration (history recorded in SQLite, batching, I/O threads as planned)" \
+      "without the response cache, which would answer every one of these identical requests" \
+      "but the first from memory while FastAPI computes each, and without its own pinning, which" \
+      "ignores taskset's mask (its threads stay on the server CPU like the other servers')."
+  fi
   echo
   echo "Versions: $("$WRK" -v 2>&1 | head -1 | awk '{print $1, $2}'); $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); $py_versions."
   echo
   echo "### Details"
   echo
-  echo "| server | requests | errors | server CPU % | server CPU us/req | wrk CPU % | other load on server CPU % | steal % | ready ms (/health) | ready ms (ready file) | RSS after load MiB | stop on SIGTERM ms |"
-  echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+  echo "| server | requests | errors | server CPU % | server CPU us/req | wrk CPU % | other load on server CPU % | other load on wrk CPU % | steal % | ready ms (/health) | ready ms (ready file) | RSS after load MiB | stop on SIGTERM ms |"
+  echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
   for r in "$FA" "${ES_ROWS[@]}" nginx; do
     [ -n "${RPS[$r]:-}" ] || continue
-    echo "| $(label "$r") | ${REQS[$r]} | ${ERRS[$r]} | ${SRV_CPU[$r]} | ${US_REQ[$r]} | ${WRK_CPU[$r]} | ${OTHER[$r]} | ${STEAL[$r]} | ${READY[$r]} | ${READY_FILE[$r]} | $(mib "${RSS_LOAD[$r]:-}") | ${STOP[$r]} |"
+    echo "| $(label "$r") | ${REQS[$r]} | ${ERRS[$r]} | ${SRV_CPU[$r]} | ${US_REQ[$r]} | ${WRK_CPU[$r]} | ${OTHER[$r]} | ${OTHER_LOAD[$r]} | ${STEAL[$r]} | ${READY[$r]} | ${READY_FILE[$r]} | $(mib "${RSS_LOAD[$r]:-}") | ${STOP[$r]} |"
   done
   echo
   echo "requests: in the reported run. errors: non-2xx replies + socket errors counted by wrk, over"
@@ -555,8 +606,10 @@ report() {
   echo "reported run, per second of it (100 % = the whole server"
   echo "CPU) and per request (less sensitive to other load on the machine than req/s). wrk CPU near"
   echo "100 % means the load generator, not the server, set the pace. other load: busy time of the"
-  echo "server CPU not spent by the server (other processes and interrupts; rows with a lot of it"
-  echo "measured a shared CPU); steal: time the hypervisor took. idle RSS: VmRSS (nginx: master"
+  echo "server CPU not spent by the server, and of the wrk CPU not spent by wrk (other processes"
+  echo "and interrupts; rows with a lot of it measured shared CPUs: a busy wrk CPU slows the load"
+  echo "as surely as a busy server CPU slows the server); steal: time the hypervisor took from the"
+  echo "server CPU. idle RSS: VmRSS (nginx: master"
   echo "+ worker) after start, one request and 1 s idle. ready: from just before exec to the first"
   echo "200 to GET /health, polled without forking from the load CPU."
   if [ ${#ES_ROWS[@]} -gt 0 ]; then

@@ -22,7 +22,7 @@ pkgs=(
   chromium               # the dashboard test loads the page headless (tests/server/dashboard.sh)
 )
 case "${1:-}" in
-bench) pkgs+=(hyperfine time wrk nginx-light python3-fastapi python3-uvicorn python3-fasttext) ;;
+bench) pkgs+=(hyperfine time curl wrk nginx-light python3-fastapi python3-uvicorn python3-fasttext) ;;
 fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;; # libFuzzer (make fuzz)
 arm) # cross compilers, qemu-user, and the libraries edgeserve links, for
      # armhf and arm64 from Debian's multiarch archives (dpkg architectures

@@ -60,9 +60,13 @@
 
 #include "common/fail.h"
 
-#define CLEANUP_CHUNK    500        /* rows per retention transaction */
-#define CHECKPOINT_PAGES 1000       /* WAL frames before a checkpoint (wal_autocheckpoint) */
-#define NO_PAGE_LIMIT    1073741823 /* SQLITE_MAX_PAGE_COUNT of SQLite 3.40 */
+#define CLEANUP_CHUNK    500  /* rows per retention transaction */
+#define CHECKPOINT_PAGES 1000 /* WAL frames before a checkpoint (wal_autocheckpoint) */
+/* How long the writer waits for a batch to fill once rows arrive (fewer
+ * than batch_max / 2 queued): rows reach the disk at most this much later,
+ * and a busy server commits every LINGER_MS instead of once per request. */
+#define LINGER_MS     20
+#define NO_PAGE_LIMIT 1073741823 /* SQLITE_MAX_PAGE_COUNT of SQLite 3.40 */
 
 /* ---- the schema ---------------------------------------------------------- */
 
@@ -199,6 +203,7 @@ struct es_store {
   uint64_t calls, enq_seq, done_seq;
   int paused, stop;
   int wants_rows;  /* the writer sleeps with nothing queued: signal qcv */
+  int flushing;    /* callers waiting in es_store_flush: no lingering */
   int ckpt_wanted; /* the sync connection's WAL is past CHECKPOINT_PAGES */
   int64_t pages_req;
   int pages_dirty;
@@ -377,7 +382,7 @@ static void *writer_main(void *arg) {
       s->p.cleanup_interval_s > 0 ? mono_ms() + s->p.cleanup_interval_s * 1000 : INT64_MAX;
   cleanup_t cl = cleanup_start(0);
   cl.phase = 4; /* none running */
-  int last_was_batch = 0;
+  int last_was_batch = 0, lingered = 0;
   pthread_mutex_lock(&s->qmu);
   while (!s->stop) {
     int64_t now = mono_ms();
@@ -399,8 +404,17 @@ static void *writer_main(void *arg) {
       if (rc == SQLITE_OK) s->checkpoints++;
       continue;
     }
+    if (can_write && !lingered && s->queued < s->p.batch_max / 2 && !s->flushing && !s->stop) {
+      /* a few rows: wait a little for more, so that a busy server writes
+       * batches, not a transaction (locks, WAL write) per request */
+      lingered = 1;
+      struct timespec ts = mono_deadline(now + LINGER_MS);
+      pthread_cond_timedwait(&s->qcv, &s->qmu, &ts);
+      continue;
+    }
     if (can_write && !(can_clean && last_was_batch)) {
       last_was_batch = 1;
+      lingered = 0;
       int n = s->queued < s->p.batch_max ? s->queued : s->p.batch_max;
       for (int i = 0; i < n; i++) {
         s->batch[i] = s->ring[s->head];
@@ -545,6 +559,7 @@ int es_store_flush(es_store_t *s, int timeout_ms) {
   int64_t deadline = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
   pthread_mutex_lock(&s->qmu);
   uint64_t target = s->enq_seq;
+  s->flushing++;
   pthread_cond_signal(&s->qcv);
   while (s->done_seq < target) {
     if (deadline == INT64_MAX) {
@@ -558,6 +573,7 @@ int es_store_flush(es_store_t *s, int timeout_ms) {
     struct timespec ts = mono_deadline(deadline);
     pthread_cond_timedwait(&s->donecv, &s->qmu, &ts);
   }
+  s->flushing--;
   if (rc == 0 && !s->healthy) rc = ES_EIO;
   pthread_mutex_unlock(&s->qmu);
   return rc;
