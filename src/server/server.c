@@ -280,8 +280,10 @@ static void settings(es_server_t *s) {
   s->request_timeout_us = es_config_get_int(c, "server.request_timeout");
   s->io_threads = (int)es_config_get_int(c, "server.io_threads");
   s->inline_max_us = es_config_get_int(c, "server.inline_max");
-  if (s->io_threads <= 0) {
+  if (s->io_threads <= 0) { /* one per CPU this process may use, at most 4 */
     int n = es_hw_effective_cpus(&s->hw);
+    cpu_set_t cur;
+    if (sched_getaffinity(0, sizeof cur, &cur) == 0 && CPU_COUNT(&cur) < n) n = CPU_COUNT(&cur);
     s->io_threads = n < 1 ? 1 : n > 4 ? 4 : n;
   }
 }
