@@ -16,6 +16,8 @@
 #   make bench-train  bench/train.sh only (training + quantization)
 #   make bench-runtime  the runtime's micro-benchmarks (bench/runtime.sh)
 #   make bench-server   the server against FastAPI and nginx with wrk (bench/server.sh)
+#   make soak     the server under mixed load for SOAK_SECONDS (default 120;
+#                 make test runs 60): no crash, only intended errors, flat memory
 #   make model    the bundled media model (scripts/make-model.sh) into build/models
 #   make serve    build, prepare the repository with the media model
 #                 (scripts/prepare-repo.sh) and run the server on 127.0.0.1:8080
@@ -35,7 +37,7 @@ TSAN_TESTS = test_sched test_deque test_affinity test_pool test_bufpool test_dev
   test_memstat test_runtime test_cache test_repo test_backend test_store
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build asan tsan fuzz model serve bench-server test test-unit test-arm bench bench-train bench-runtime format clean
+.PHONY: all deps build asan tsan fuzz model serve soak bench-server test test-unit test-arm bench bench-train bench-runtime format clean
 
 all: build
 
@@ -56,6 +58,7 @@ test: build asan
 	  ES_MODEL_BUILD=$(CURDIR)/$(BUILD) ctest --output-on-failure -j$(JOBS)
 	$(MAKE) --no-print-directory tsan
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
+	$(MAKE) --no-print-directory soak SOAK_SECONDS=60
 	$(MAKE) --no-print-directory test-arm
 
 # setarch -R: no address-space randomisation, which TSan's fixed shadow
@@ -113,6 +116,12 @@ bench-train: build
 
 bench-runtime: build
 	bench/runtime.sh
+
+# The server under wrk with mixed priorities and malformed requests for
+# SOAK_SECONDS (docs/server/soak.md); make test runs 60 s.
+SOAK_SECONDS ?= 120
+soak: build
+	bash tests/soak/soak.sh $(BUILD) $(SOAK_SECONDS)
 
 bench-server: build
 	@scripts/deps.sh bench

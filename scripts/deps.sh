@@ -20,6 +20,7 @@ pkgs=(
   zlib1g-dev             # gzip responses
   python3                # the server's integration tests (tests/server/*.py, stdlib only)
   chromium               # the dashboard test loads the page headless (tests/server/dashboard.sh)
+  wrk curl               # the soak test drives the server (tests/soak/soak.sh)
 )
 case "${1:-}" in
 bench) pkgs+=(hyperfine time curl wrk nginx-light python3-fastapi python3-uvicorn python3-fasttext) ;;

@@ -256,10 +256,21 @@ static void feedback(es_req_t *r) {
                                  &id, &err);
   cJSON_Delete(o);
   if (rc) {
-    es__reply_error(r, rc == ES_EINVAL ? 400 : 503, "feedback not saved: %s", err.msg);
+    es__reply_error(r, rc == ES_EINVAL ? 400 : 503, "%s", err.msg);
     return;
   }
-  es_store_feedback_count(s->store, r->route.model, 0, &n, NULL);
+  /* counted once per model, then kept: a COUNT per insert grows with the table */
+  es_mstate_t *ms = es__mstate(s, r->route.model);
+  n = ms ? atomic_fetch_add(&ms->feedback_total, 1) + 1 : 0;
+  if (ms && n <= 0) {
+    int64_t c = 0;
+    if (es_store_feedback_count(s->store, r->route.model, 0, &c, NULL) == 0) {
+      atomic_store(&ms->feedback_total, c);
+      n = c;
+    } else {
+      atomic_store(&ms->feedback_total, -1);
+    }
+  }
   cJSON *out = cJSON_CreateObject();
   cJSON_AddNumberToObject(out, "id", (double)id);
   cJSON_AddStringToObject(out, "model", r->route.model);

@@ -96,6 +96,7 @@ es_mstate_t *es__mstate(es_server_t *s, const char *name) {
     es__batcher_init(&ms->b);
     pthread_mutex_init(&ms->slock, NULL);
     ms->series.version = -1;
+    ms->feedback_total = -1;
     es_latmon_model_params_t lp = es_latmon_model_default_params();
     es_model_conf_t conf;
     if (es_repo_conf(s->repo, name, &conf) == 0 && conf.sla_p99_us > 0)
@@ -177,6 +178,24 @@ static int store_metrics(es_server_t *s, es_error_t *err) {
   return 0;
 }
 
+/* Logs the database going unhealthy (disk full, read-only...) at once, a
+ * reminder every minute while it lasts, and its recovery. */
+static void store_health(es_server_t *s, int64_t now) {
+  if (!s->store) return;
+  es_store_stats_t st;
+  es_store_stats(s->store, &st);
+  if (!st.healthy && (s->store_was_healthy || now - s->store_warned_us >= 60000000)) {
+    es__log(s, "error",
+            "component=store msg=\"database writes failing: %s; serving continues, history "
+            "dropped (%llu rows so far)\"",
+            st.last_error, (unsigned long long)(st.dropped_error + st.dropped_full));
+    s->store_warned_us = now;
+  } else if (st.healthy && !s->store_was_healthy) {
+    es__log(s, "info", "component=store msg=\"database writes succeed again: history resumed\"");
+  }
+  s->store_was_healthy = st.healthy;
+}
+
 /* ---- repository events ---- */
 
 static void on_repo_event(void *ud, const es_repo_event_t *ev) {
@@ -213,6 +232,7 @@ static void *maintenance(void *arg) {
     es_repo_poll(s->repo, now);
     es__http_reap_slow(s, now);
     es__jobs_reap(s, 0);
+    store_health(s, now);
     es_memstat_t m;
     if (es_memstat_read(&m, s->hw_root[0] ? s->hw_root : NULL, NULL) == 0)
       es_budget_observe(s->budget, &m);
@@ -367,10 +387,14 @@ es_server_t *es_server_new(const es_server_params_t *p, es_error_t *err) {
   /* the database */
   const char *data = es_config_get_str(s->cfg, "server.data");
   if (data && data[0]) {
-    if (mkdir(data, 0755) && errno != EEXIST) {
-      es__fail(err, ES_EIO, -1, "cannot create the data directory %s: %s", data, strerror(errno));
-      goto fail;
+    if (mkdir(data, 0755) && errno != EEXIST) { /* as an unusable database: serve without */
+      snprintf(s->store_error, sizeof s->store_error, "cannot create the data directory %s: %s",
+               data, strerror(errno));
+      es__log(s, "error", "component=store msg=\"%s: serving without a database\"", s->store_error);
+      data = NULL;
     }
+  }
+  if (data && data[0]) {
     char path[4200];
     snprintf(path, sizeof path, "%s/edgeserve.db", data);
     es_store_params_t stp = es_store_default_params();
@@ -383,10 +407,11 @@ es_server_t *es_server_new(const es_server_params_t *p, es_error_t *err) {
       snprintf(s->store_error, sizeof s->store_error, "%s", serr.msg);
       es__log(s, "error", "component=store msg=\"%s: serving without a database\"", serr.msg);
     }
-  } else {
+  } else if (!s->store_error[0]) {
     snprintf(s->store_error, sizeof s->store_error, "server.data is empty: no database");
   }
   if (s->store && store_metrics(s, err)) goto fail;
+  s->store_was_healthy = 1;
 
   es_repo_params_t rp = es_repo_default_params();
   rp.budget = s->budget;

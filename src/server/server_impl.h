@@ -97,7 +97,8 @@ struct es_mstate {
   es_mseries_t series;
   es_latmodel_t *lat;
   _Atomic uint64_t requests, items, batches, errors;
-  _Atomic uint64_t item_cost; /* EWMA of the backend's time per item, 1/16 us */
+  _Atomic uint64_t item_cost;     /* EWMA of the backend's time per item, 1/16 us */
+  _Atomic int64_t feedback_total; /* rows of feedback, counted once then kept; -1 unknown */
 };
 
 /* ---- one HTTP request (MHD's con_cls) ---- */
@@ -159,6 +160,8 @@ struct es_server {
   es_cache_t *cache; /* NULL: no response cache */
   es_store_t *store; /* NULL: no database (store_error says why) */
   char store_error[320];
+  int store_was_healthy; /* maintenance thread: logs the database's health changes */
+  int64_t store_warned_us;
   pthread_mutex_t jobs_lock;
   void *jobs; /* training jobs (jobs.c) */
 

@@ -1199,11 +1199,15 @@ static int prepare_db(es_store_t *s, es_error_t *err) {
   return 0;
 }
 
-/* Per-connection pragmas that must follow journal_mode. */
+/* Per-connection pragmas that must follow journal_mode. The sync connection
+ * (feedback, jobs, events: acknowledged to a client, and rare) syncs every
+ * commit (FULL), so an acknowledged row survives a power cut too; the
+ * history writer's batches sync at checkpoints only (NORMAL: a crash loses
+ * nothing committed, a power cut may lose the last batches). */
 static int conn_tune(es_store_t *s, conn_t *c, es_error_t *err) {
   char sql[96];
-  snprintf(sql, sizeof sql, "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = %d;",
-           CHECKPOINT_PAGES);
+  snprintf(sql, sizeof sql, "PRAGMA synchronous = %s; PRAGMA wal_autocheckpoint = %d;",
+           c == &s->sync ? "FULL" : "NORMAL", CHECKPOINT_PAGES);
   int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
   if (rc == SQLITE_OK && s->p.max_pages > 0) rc = set_max_pages(c->db, s->p.max_pages);
   return rc == SQLITE_OK ? 0 : open_fail(s, c->db, rc, err);

@@ -5,6 +5,7 @@
 # usage: bash tests/server/server.sh BUILD_DIR [api|dashboard]
 #   api        tests/server/api_test.py (default)
 #   dashboard  tests/server/dashboard.sh: the page in headless Chromium
+#   faults     tests/server/faults_test.py: disk full, read-only, slow clients...
 set -euo pipefail
 BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -17,5 +18,7 @@ case "${2:-api}" in
 api) python3 "$ROOT/tests/server/api_test.py" "$BUILD/edgeserve" "$WORK/models/media.esm" \
   "$WORK/models/media-work/train.txt" ;;
 dashboard) bash "$ROOT/tests/server/dashboard.sh" "$BUILD/edgeserve" "$WORK/models/media.esm" ;;
+faults) python3 "$ROOT/tests/server/faults_test.py" "$BUILD/edgeserve" "$WORK/models/media.esm" \
+  "$WORK/models/media-work/train.txt" ;;
 *) echo "server.sh: unknown mode $2" >&2; exit 2 ;;
 esac

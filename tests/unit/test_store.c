@@ -156,7 +156,7 @@ static void a_new_database_has_the_schema_and_the_pragmas(void **state) {
   assert_int_equal(es_store_pragma(s, "journal_mode", v, sizeof v), 0);
   assert_string_equal(v, "wal");
   assert_int_equal(es_store_pragma(s, "synchronous", v, sizeof v), 0);
-  assert_string_equal(v, "1"); /* NORMAL */
+  assert_string_equal(v, "2"); /* FULL on the connection of acknowledged writes */
   assert_int_equal(es_store_pragma(s, "foreign_keys", v, sizeof v), 0);
   assert_string_equal(v, "1");
   assert_int_equal(es_store_pragma(s, "temp_store", v, sizeof v), 0);
