@@ -216,10 +216,12 @@ static const char *const episode_words[] = {
     "episode",  "episodes", "ep",        "eps",     "puntata",  "puntate",
     "part",     "parte",    "temporada", "staffel", "saison"};
 
+/* Runs for every token against ~150 tags: the first byte is compared
+ * before the call, which skips most of them. */
 static int in_list(const char *w, const char *const *list, size_t n) {
   if (!*w) return 0;
   for (size_t i = 0; i < n; i++)
-    if (!strcmp(w, list[i])) return 1;
+    if (w[0] == list[i][0] && !strcmp(w, list[i])) return 1;
   return 0;
 }
 
