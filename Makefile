@@ -17,7 +17,7 @@
 #   make bench-runtime  the runtime's micro-benchmarks (bench/runtime.sh)
 #   make bench-server   the server against FastAPI and nginx with wrk (bench/server.sh)
 #   make soak     the server under mixed load for SOAK_SECONDS (default 120;
-#                 make test runs 60): no crash, only intended errors, flat memory
+#                 make test runs it too): no crash, only intended errors, flat memory
 #   make model    the bundled media model (scripts/make-model.sh) into build/models
 #   make serve    build, prepare the repository with the media model
 #                 (scripts/prepare-repo.sh) and run the server on 127.0.0.1:8080
@@ -58,7 +58,7 @@ test: build asan
 	  ES_MODEL_BUILD=$(CURDIR)/$(BUILD) ctest --output-on-failure -j$(JOBS)
 	$(MAKE) --no-print-directory tsan
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
-	$(MAKE) --no-print-directory soak SOAK_SECONDS=60
+	$(MAKE) --no-print-directory soak SOAK_SECONDS=120
 	$(MAKE) --no-print-directory test-arm
 
 # setarch -R: no address-space randomisation, which TSan's fixed shadow
@@ -118,7 +118,7 @@ bench-runtime: build
 	bench/runtime.sh
 
 # The server under wrk with mixed priorities and malformed requests for
-# SOAK_SECONDS (docs/server/soak.md); make test runs 60 s.
+# SOAK_SECONDS (docs/server/soak.md); make test runs 120 s.
 SOAK_SECONDS ?= 120
 soak: build
 	bash tests/soak/soak.sh $(BUILD) $(SOAK_SECONDS)
