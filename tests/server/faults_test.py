@@ -338,9 +338,9 @@ def t_disk_full_fsize():
         resource.prlimit(s.p.pid, resource.RLIMIT_FSIZE,
                          (resource.RLIM_INFINITY, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
     storage_fault_cycle(s, s.data, lambda: None, restore, "files are limited to %d bytes" % FSIZE)
-    big = max(sizes(s.data).values())
+    # the cycle saw the fault (feedback 503 naming the database); the files' sizes after the
+    # stop say nothing (the last checkpoint folds the WAL back, to any size below the limit)
     expect(s.p.returncode == 0, "killed by a signal (SIGXFSZ not ignored?): %s" % s.p.returncode)
-    expect(big >= FSIZE - 4096, "the files never reached the limit: %s" % sizes(s.data))
 
 
 @check("disk full (a 512 KiB tmpfs, ENOSPC): same, then the file system grows")
