@@ -81,6 +81,8 @@ typedef struct es_repo es_repo_t;
  *   alternatives = 3
  *   [sla]
  *   p99 = 50ms                  ; target end-to-end p99
+ *   p95 = 0                     ; the quality manager's p95 target (0: the
+ *                               ; server's quality.sla_p95)
  *   [training]
  *   data = train.txt            ; base data for retraining (in the model folder)
  *
@@ -100,6 +102,7 @@ typedef struct es_model_conf {
   double auto_threshold, suggest_threshold;
   int alternatives;
   int64_t sla_p99_us;
+  int64_t sla_p95_us;   /* 0: the server's quality.sla_p95 */
   char train_data[256]; /* path of the base training data, "" when none (as
                            written by es_model_conf_parse(); the repository
                            makes it <dir>/<model>/<data>) */
@@ -235,6 +238,12 @@ typedef struct es_repo_entry {
 /* Copies up to `cap` entries, sorted by name, into out[]; returns how many
  * models are indexed (may exceed cap). */
 int es_repo_list(es_repo_t *r, es_repo_entry_t *out, int cap);
+
+/* The variant ladder of the version of `name` now serving: up to `cap`
+ * file names, best first, into names[] and the serving rung into *current
+ * (when not NULL). Returns the ladder's length (may exceed cap; at most 8),
+ * 0 when nothing of `name` is loaded, or ES_ENOTFOUND. */
+int es_repo_ladder(es_repo_t *r, const char *name, char (*names)[64], int cap, int *current);
 
 /* The configuration of an indexed model, copied into *out. Returns 0 or
  * ES_ENOTFOUND. */

@@ -125,6 +125,7 @@ enum {
   K_SUGGEST,
   K_ALTERNATIVES,
   K_P99,
+  K_P95,
   K_DATA,
   NKEYS
 };
@@ -145,6 +146,7 @@ static const struct {
     [K_SUGGEST] = {"decision", "suggest"},
     [K_ALTERNATIVES] = {"decision", "alternatives"},
     [K_P99] = {"sla", "p99"},
+    [K_P95] = {"sla", "p95"},
     [K_DATA] = {"training", "data"},
 };
 
@@ -325,6 +327,7 @@ static int on_conf_pair(void *user, const char *section, const char *name, const
     c->alternatives = (int)n;
     return 1;
   case K_P99: return conf_duration(x, k, value, &c->sla_p99_us);
+  case K_P95: return conf_duration(x, k, value, &c->sla_p95_us);
   case K_DATA: {
     size_t l = strlen(value);
     if (l == 0 || l >= sizeof c->train_data || value[0] == '/' || !strncmp(value, "../", 3) ||
@@ -444,6 +447,8 @@ typedef struct inst {
   pkey key;
   char name[ES_MODEL_NAME_MAX];
   char variant[64];
+  char ladder[LADDER_MAX][64]; /* the version's variants, best first */
+  int nladder;
   es_model_conf_t conf;
   es_budget_t *budget;
   es_budget_res_t res;
@@ -925,6 +930,8 @@ static int try_load(es_repo_t *r, model *m, const plan *p, int fallback, int tak
   in->conf = p->conf;
   say(in->name, sizeof in->name, "%s", m->name);
   memcpy(in->variant, p->ladder[p->variant_index], 64);
+  memcpy(in->ladder, p->ladder, sizeof in->ladder);
+  in->nladder = p->nladder;
   in->pub.name = in->name;
   in->pub.version = v;
   in->pub.path = in->key.path;
@@ -1486,6 +1493,21 @@ int es_repo_list(es_repo_t *r, es_repo_entry_t *out, int cap) {
     e->reserved_bytes = m->cur ? m->cur->pub.reserved_bytes : 0;
     e->last_used_us = m->last_used_us;
     e->requests = m->requests;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return n;
+}
+
+int es_repo_ladder(es_repo_t *r, const char *name, char (*names)[64], int cap, int *current) {
+  if (!r || !name) return ES_ENOTFOUND;
+  pthread_mutex_lock(&r->mu);
+  model *m = find(r, name);
+  int n = m ? 0 : ES_ENOTFOUND;
+  if (m && m->cur) {
+    const inst *in = m->cur;
+    n = in->nladder;
+    for (int i = 0; i < n && i < cap; i++) memcpy(names[i], in->ladder[i], 64);
+    if (current) *current = in->pub.variant_index;
   }
   pthread_mutex_unlock(&r->mu);
   return n;

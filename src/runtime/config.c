@@ -136,6 +136,12 @@ static const es_config_key_t KEYS[] = {
      "the lowest model quality the runtime may degrade to under load or memory pressure"},
     {"quality", "sla_p95", ES_CFG_DURATION, 1 * MS, 60 * SEC, "100ms", NULL, 0,
      "p95 latency target; degradation starts when it is missed"},
+    {"quality", "interval", ES_CFG_DURATION, 100 * MS, 3600 * SEC, "30s", NULL, 0,
+     "how often the quality manager re-evaluates the load of each model"},
+    {"quality", "dwell", ES_CFG_DURATION, 0, 3600 * SEC, "60s", NULL, 0,
+     "least time between two switches of a model's variant"},
+    {"quality", "signals", ES_CFG_STRING, 0, 127, "queue,p95,cpu,memory,temperature", NULL, 0,
+     "the load signals the quality manager weighs (comma-separated; empty: none)"},
 };
 #define NKEYS (sizeof KEYS / sizeof *KEYS)
 

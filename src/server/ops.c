@@ -9,6 +9,7 @@
 
 #include "../runtime/hwjson.h"
 #include "edgeserve/estimate.h"
+#include "edgeserve/quality.h"
 #include "server_impl.h"
 
 #define ES_VERSION_STRING "0.1.0"
@@ -314,6 +315,7 @@ static void status(es_req_t *r) {
   cJSON *models = es__models_json(s);
   int64_t now = es__now_us();
   int queued[ES_SCHED_NPRIO] = {0};
+  int load_level = -1;
   for (cJSON *m = models ? models->child : NULL; m; m = m->next) {
     const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(m, "name"));
     pthread_mutex_lock(&s->mlock);
@@ -329,6 +331,8 @@ static void status(es_req_t *r) {
     for (int p = 0; p < ES_SCHED_NPRIO; p++) queued[p] += ms->b.queued[p], mq[p] = ms->b.queued[p];
     pthread_mutex_unlock(&ms->b.lock);
     cJSON_AddItemToObject(m, "queue", cJSON_CreateIntArray(mq, ES_SCHED_NPRIO));
+    int ll = es__quality_json(ms, m);
+    if (ll > load_level) load_level = ll;
     if (!ms->lat) continue;
     cJSON *lat = cJSON_AddObjectToObject(m, "latency_us");
     static const struct {
@@ -353,6 +357,8 @@ static void status(es_req_t *r) {
   cJSON_AddItemToObject(o, "cache", es__cache_json(s));
   es_sysmetrics_sample_t *m = latest_sample(s);
   cJSON *sys = cJSON_AddObjectToObject(o, "system");
+  if (load_level >= 0) /* the most loaded model's level */
+    cJSON_AddStringToObject(sys, "load_level", es_load_level_name((es_load_level_t)load_level));
   if (m) {
     cJSON_AddNumberToObject(sys, "cpu_percent", m->cpu_pct);
     if (m->have & ES_SYSM_HAVE_TEMP)

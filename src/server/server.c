@@ -23,6 +23,7 @@
 
 #include "../common/fail.h"
 #include "edgeserve/memstat.h"
+#include "edgeserve/quality.h"
 #include "server_impl.h"
 
 int64_t es__now_us(void) {
@@ -233,6 +234,7 @@ static void *maintenance(void *arg) {
     es__http_reap_slow(s, now);
     es__jobs_reap(s, 0);
     store_health(s, now);
+    es__quality_tick(s, now);
     es_memstat_t m;
     if (es_memstat_read(&m, s->hw_root[0] ? s->hw_root : NULL, NULL) == 0)
       es_budget_observe(s->budget, &m);
@@ -338,6 +340,8 @@ es_server_t *es_server_new(const es_server_params_t *p, es_error_t *err) {
   if (es_plan_make(&s->hw, s->cfg, &s->plan, err)) goto fail;
   if (!p->hw_root) within_affinity(s);
   settings(s);
+  if (es__quality_signals(es_config_get_str(s->cfg, "quality.signals"), &s->quality_signals, err))
+    goto fail;
 
   es_budget_params_t bp = es_budget_default_params();
   bp.tier = es_budget_tier_for(s->plan.total);
@@ -492,6 +496,7 @@ void es_server_free(es_server_t *s) {
     es_mstate_t *next = ms->next;
     es__batcher_destroy(&ms->b);
     pthread_mutex_destroy(&ms->slock);
+    es_quality_free(ms->q);
     free(ms);
     ms = next;
   }

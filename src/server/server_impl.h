@@ -88,6 +88,19 @@ typedef struct es_mseries {
       *misses;
 } es_mseries_t;
 
+/* What the quality manager last decided for a model (quality.c). */
+typedef struct es_qpub {
+  int valid;
+  int level, signal; /* es_load_level_t, es_load_signal_t */
+  int rung, target;  /* served rung, the manager's rung */
+  int rungs;         /* ladder length */
+  char variant[64];  /* served file */
+  uint64_t down, up; /* switches */
+  char reason[160];  /* the last switch's reason */
+} es_qpub_t;
+
+struct es_quality_mgr;
+
 struct es_mstate {
   es_mstate_t *next;
   char name[ES_MODEL_NAME_MAX];
@@ -99,6 +112,12 @@ struct es_mstate {
   _Atomic uint64_t requests, items, batches, errors;
   _Atomic uint64_t item_cost;     /* EWMA of the backend's time per item, 1/16 us */
   _Atomic int64_t feedback_total; /* rows of feedback, counted once then kept; -1 unknown */
+  /* quality.c (maintenance thread only, but q_pub: under slock) */
+  struct es_quality_mgr *q;
+  int q_nrungs;
+  char q_names[8][64];
+  int64_t q_retry_us;
+  es_qpub_t q_pub;
 };
 
 /* ---- one HTTP request (MHD's con_cls) ---- */
@@ -180,6 +199,7 @@ struct es_server {
   int64_t keep_alive_us, request_timeout_us;
   int io_threads;
   int64_t inline_max_us;
+  unsigned quality_signals; /* bit es_load_signal_t: weighed by the quality manager */
 
   pthread_mutex_t conn_lock;
   es_conn_t *conns;
@@ -252,6 +272,18 @@ struct cJSON *es__cache_json(es_server_t *s);
 void es__optimize_caches(es_server_t *s, struct cJSON *actions);
 void es__cache_clear_endpoint(es_req_t *r);
 int es__cache_warm_model(es_server_t *s, const char *name, int limit);
+
+/* quality.c */
+/* One evaluation step for every model with requests: samples its load,
+ * updates its manager, switches its variant when the manager says so. The
+ * maintenance thread's, once a second. */
+void es__quality_tick(es_server_t *s, int64_t now_us);
+/* Adds "quality" (level, variant, rungs, switches) to a model's status
+ * object; returns the model's load level, or -1 when not evaluated yet. */
+int es__quality_json(es_mstate_t *ms, struct cJSON *model);
+/* Parses quality.signals ("queue,p95,...") into a bit mask. Returns 0, or
+ * ES_EINVAL naming the unknown signal. */
+int es__quality_signals(const char *list, unsigned *mask, es_error_t *err);
 
 /* jobs.c */
 void es__handle_jobs(es_req_t *r);

@@ -514,6 +514,79 @@ def t_reload():
         s.kill()
 
 
+@check("quality manager: a missed p95 switches to the cheaper variant, back when met")
+def t_quality():
+    root = os.path.join(WORK, "repo-quality")
+    d = repo(root, extra="[model]\nvariants = media.esm, media-small.esm\n[sla]\np95 = 1us\n")
+    shutil.copy(MODEL, os.path.join(d, "1", "media-small.esm"))
+    s = Server("--models", root, "--set", "cache.entries=0", "--set", "quality.interval=200ms",
+               "--set", "quality.dwell=0", "--set", "quality.signals=p95")
+    try:
+        stop = threading.Event()
+        bad = []
+
+        def load():  # a gentle, steady client: the p95 window stays full
+            c = s.conn()
+            while not stop.is_set():
+                try:
+                    c.request("POST", "/v1/classify", body=b'{"text": "dark s01e01"}',
+                              headers={"Content-Type": "application/json"})
+                    r = c.getresponse()
+                    body = r.read()
+                    if r.status != 200:
+                        bad.append((r.status, body[:200]))
+                except Exception as e:
+                    bad.append(repr(e))
+                    c = s.conn()
+                time.sleep(0.02)
+        t = threading.Thread(target=load, daemon=True)
+        t.start()
+
+        def quality(want, secs):
+            deadline = time.monotonic() + secs
+            while True:
+                st, r = s.req("GET", "/v1/status")
+                q = r["models"][0].get("quality", {})
+                if q.get("variant") == want or time.monotonic() > deadline:
+                    return q, r
+                time.sleep(0.1)
+        # p95 far above its 1 us target: critical at once after 2 evaluations
+        q, r = quality("media-small.esm", 8)
+        expect(q.get("variant") == "media-small.esm" and q["rung"] == 1 and q["rungs"] == 2, q)
+        expect(q["level"] == "critical" and q["signal"] == "p95" and q["switches_down"] == 1, q)
+        expect("media.esm -> media-small.esm" in q["last_switch"], q)
+        expect(r["system"]["load_level"] == "critical", r["system"])
+        st, _, text = s.req("GET", "/metrics", raw=True)
+        text = text.decode()
+        for line in ('edgeserve_quality_level{model="media"} 1',
+                     'edgeserve_quality_variant{model="media",variant="media-small.esm"} 1',
+                     'edgeserve_quality_switches_total{model="media",direction="down"} 1'):
+            expect(line in text, "metrics lack " + line)
+        # the target is met again (config.ini reloaded): back up to the best rung
+        ini = os.path.join(d, "config.ini")
+        text = open(ini).read().replace("p95 = 1us", "p95 = 60s")
+        with open(ini + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(ini + ".tmp", ini)
+        q, r = quality("media.esm", 10)
+        expect(q.get("variant") == "media.esm" and q["level"] == "optimal", q)
+        expect(q["switches_up"] == 1 and q["switches_down"] == 1, q)
+        stop.set()
+        t.join(10)
+        expect(not bad, "failed requests across the switches: %s" % bad[:3])
+        log = s.logtext()
+        expect("component=quality" in log and "to=media-small.esm" in log and "to=media.esm" in log,
+               "switches not logged")
+        # an unknown signal is a start-up error that names it
+        p = subprocess.run([ES, "serve", "--port", "0", "--model", MODEL, "--data",
+                            os.path.join(WORK, "q-data"), "--set", "quality.signals=cpu,heat"],
+                           capture_output=True, timeout=15)
+        expect(p.returncode != 0 and b"'heat'" in p.stderr, p.stderr)
+    finally:
+        stop.set()
+        s.kill()
+
+
 @check("feedback, retraining job, atomic swap to the new version")
 def t_train():
     root = os.path.join(WORK, "repo-train")

@@ -151,6 +151,9 @@ static void fixture_with_every_section_sets_every_key_from_its_line(void **state
   assert_string_equal(es_config_get_str(cfg, "cache.ttl"), "5m");
   assert_int_equal(es_config_get_int(cfg, "quality.floor"), 1);
   assert_int_equal(es_config_get_int(cfg, "quality.sla_p95"), 75000);
+  assert_int_equal(es_config_get_int(cfg, "quality.interval"), 10000000ll);
+  assert_int_equal(es_config_get_int(cfg, "quality.dwell"), 120000000ll);
+  assert_string_equal(es_config_get_str(cfg, "quality.signals"), "queue, p95");
 
   /* every key came from the file, with its line */
   char want[1200];

@@ -229,6 +229,7 @@ static void test_conf_defaults_match_the_header(void **state) {
   assert_true(c.suggest_threshold == 0.50);
   assert_int_equal(c.alternatives, 3);
   assert_int_equal(c.sla_p99_us, 50000);
+  assert_int_equal(c.sla_p95_us, 0);
   assert_string_equal(c.train_data, "");
 }
 
@@ -252,6 +253,7 @@ static void test_conf_parse_reads_every_key(void **state) {
                      "alternatives = 5\n"
                      "[sla]\n"
                      "p99 = 20ms\n"
+                     "p95 = 8ms\n"
                      "[training]\n"
                      "data = data/train.txt\n";
   es_model_conf_t c = es_model_conf_default();
@@ -273,6 +275,7 @@ static void test_conf_parse_reads_every_key(void **state) {
   assert_true(c.suggest_threshold == 0.4);
   assert_int_equal(c.alternatives, 5);
   assert_int_equal(c.sla_p99_us, 20000);
+  assert_int_equal(c.sla_p95_us, 8000);
   assert_string_equal(c.train_data, "data/train.txt");
   /* the other priorities; keys absent keep the earlier values */
   const char *names[] = {"high", "normal", "low"};
@@ -416,6 +419,14 @@ static void test_config_pins_a_version_and_orders_variants(void **state) {
   es_repo_release(r, s);
   assert_int_equal(es_repo_load_variant(r, "media", 2, &err), ES_ERANGE);
   assert_int_equal(es_repo_load_variant(r, "none", 0, &err), ES_ENOTFOUND);
+  /* the ladder as the quality manager sees it */
+  char names[4][64];
+  int cur = -1;
+  assert_int_equal(es_repo_ladder(r, "media", names, 4, &cur), 2);
+  assert_string_equal(names[0], "model.ftz");
+  assert_string_equal(names[1], "model.bin");
+  assert_int_equal(cur, 1);
+  assert_int_equal(es_repo_ladder(r, "none", names, 4, &cur), ES_ENOTFOUND);
   /* the chosen rung sticks across polls */
   assert_int_equal(es_repo_poll(r, now_us()), 0);
   assert_int_equal(es_repo_acquire(r, "media", &s, NULL), 0);
