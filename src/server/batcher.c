@@ -102,8 +102,12 @@ static void flush(es_mstate_t *ms, es_served_t *sv, es_infer_item_t *buf, es_inf
   }
 }
 
+/* Runs jobs[0..njobs). `queued`: they waited in the queue, so their
+ * deadlines and clients are checked first (an inline job was read from its
+ * connection a moment ago on this thread: a peek would only cost a system
+ * call per request, EAGAIN). */
 static void run_batch(es_mstate_t *ms, es_job_t **jobs, int njobs, es_infer_item_t *buf,
-                      es_infer_item_t **refs, es_job_t **owner, int cap) {
+                      es_infer_item_t **refs, es_job_t **owner, int cap, int queued) {
   int64_t now = es__now_us();
   /* drop what can no longer be served */
   int live = 0;
@@ -112,7 +116,7 @@ static void run_batch(es_mstate_t *ms, es_job_t **jobs, int njobs, es_infer_item
     j->start_us = now;
     if (j->deadline_us && now > j->deadline_us)
       j->status = ES_ETIMEDOUT;
-    else if (client_gone(j))
+    else if (queued && client_gone(j))
       j->status = ES_ECANCELED;
     if (j->status) {
       j->done_us = now;
@@ -208,7 +212,7 @@ static void drain(void *arg) {
     }
     pthread_mutex_unlock(&b->lock);
     if (nj == 0) continue;
-    run_batch(ms, jobs, nj, buf, refs, owner, cap);
+    run_batch(ms, jobs, nj, buf, refs, owner, cap, 1);
   }
   free(buf);
   free(refs);
@@ -234,7 +238,7 @@ int es__batcher_run_inline(es_mstate_t *ms, es_job_t *job) {
   pthread_mutex_unlock(&b->lock);
   es_infer_item_t buf[8], *refs[8];
   es_job_t *owner[8], *jobs[1] = {job};
-  run_batch(ms, jobs, 1, buf, refs, owner, 8);
+  run_batch(ms, jobs, 1, buf, refs, owner, 8, 0);
   /* jobs queued meanwhile saw this slot taken: give them a task */
   int spawn = 0, prio = ES_SCHED_LOW;
   pthread_mutex_lock(&b->lock);
