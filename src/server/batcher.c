@@ -149,14 +149,19 @@ static void run_batch(es_mstate_t *ms, es_job_t **jobs, int njobs, es_infer_item
   }
 }
 
+/* Stack buffers a drain starts with, and falls back to when a larger
+ * max_batch cannot be allocated: out of memory makes batches smaller, never
+ * strands a queued job. */
+#define DRAIN_STACK 16
+
 static void drain(void *arg) {
   es_mstate_t *ms = arg;
   es_batcher_t *b = &ms->b;
-  int cap = 0;
-  es_infer_item_t *buf = NULL, **refs = NULL;
-  es_job_t **owner = NULL;
-  es_job_t **jobs = NULL;
-  int jcap = 0;
+  es_infer_item_t sbuf[DRAIN_STACK], *srefs[DRAIN_STACK];
+  es_job_t *sowner[DRAIN_STACK], *sjobs[DRAIN_STACK];
+  int cap = DRAIN_STACK, jcap = DRAIN_STACK;
+  es_infer_item_t *buf = sbuf, **refs = srefs;
+  es_job_t **owner = sowner, **jobs = sjobs;
   for (;;) {
     pthread_mutex_lock(&b->lock);
     es_job_t *head = peek(b);
@@ -184,28 +189,27 @@ static void drain(void *arg) {
       }
     }
     if (max_batch > cap) {
-      free(buf), free(refs), free(owner);
-      buf = malloc((size_t)max_batch * sizeof *buf);
-      refs = malloc((size_t)max_batch * sizeof *refs);
-      owner = malloc((size_t)max_batch * sizeof *owner);
-      cap = max_batch;
-      if (!buf || !refs || !owner) { /* give the jobs back to a later task */
-        free(buf), free(refs), free(owner);
-        buf = NULL, refs = NULL, owner = NULL, cap = 0;
-        b->active--;
-        pthread_mutex_unlock(&b->lock);
-        break;
+      es_infer_item_t *nb = malloc((size_t)max_batch * sizeof *nb);
+      es_infer_item_t **nr = malloc((size_t)max_batch * sizeof *nr);
+      es_job_t **no = malloc((size_t)max_batch * sizeof *no);
+      if (nb && nr && no) {
+        if (buf != sbuf) free(buf), free(refs), free(owner);
+        buf = nb, refs = nr, owner = no, cap = max_batch;
+      } else {
+        free(nb), free(nr), free(no);
       }
     }
+    if (max_batch > cap) max_batch = cap; /* out of memory: smaller batches */
     int nj = 0, items = 0;
     while (items < max_batch) {
       es_job_t *h = peek(b);
       if (!h || (nj > 0 && items + (int)h->nitems > max_batch)) break;
       if (nj == jcap) {
-        int nc = jcap ? jcap * 2 : 16;
-        es_job_t **nj2 = realloc(jobs, (size_t)nc * sizeof *nj2);
-        if (!nj2) break;
-        jobs = nj2, jcap = nc;
+        es_job_t **nj2 = malloc((size_t)jcap * 2 * sizeof *nj2);
+        if (!nj2) break; /* nj > 0 here: this batch is just smaller */
+        memcpy(nj2, jobs, (size_t)jcap * sizeof *nj2);
+        if (jobs != sjobs) free(jobs);
+        jobs = nj2, jcap *= 2;
       }
       jobs[nj++] = pop(b);
       items += (int)h->nitems;
@@ -214,10 +218,8 @@ static void drain(void *arg) {
     if (nj == 0) continue;
     run_batch(ms, jobs, nj, buf, refs, owner, cap, 1);
   }
-  free(buf);
-  free(refs);
-  free(owner);
-  free(jobs);
+  if (buf != sbuf) free(buf), free(refs), free(owner);
+  if (jobs != sjobs) free(jobs);
 }
 
 int es__batcher_run_inline(es_mstate_t *ms, es_job_t *job) {

@@ -399,6 +399,58 @@ def t_deadline():
         s.kill()
 
 
+@check("priorities: a critical request queued last runs before the low ones")
+def t_priority():
+    root = os.path.join(WORK, "repo-prio")
+    repo(root, max_batch=1)
+    s = Server("--models", root, "--set", "cache.entries=0", "--set", "runtime.inference_threads=1")
+    try:
+        # a blocker (~1 MB of text) holds the one inference thread; then 4 heavy low-priority
+        # requests queue, then 1 critical one; with max_batch 1 each runs on its own
+        long_text = ("breaking bad s01e01 " * 45)[:899]
+        blocker = {"texts": [long_text] * 1000}
+        heavy = {"texts": [long_text] * 300, "priority": "low"}
+        done, errors = {}, []
+
+        def send(name, body):
+            try:
+                st, r = s.req("POST", "/v1/classify", body, timeout=60)
+                if st != 200:
+                    errors.append((name, st, str(r)[:200]))
+            except Exception as e:
+                errors.append((name, repr(e)))
+            done[name] = time.monotonic()
+
+        def queued():
+            st, r = s.req("GET", "/v1/status")
+            return r["queues"], r["models"][0].get("queue")
+        ts = [threading.Thread(target=send, args=("blocker", blocker))]
+        ts[0].start()
+        time.sleep(0.02)
+        for i in range(4):
+            ts.append(threading.Thread(target=send, args=("low%d" % i, heavy)))
+            ts[-1].start()
+        deadline = time.monotonic() + 10
+        while queued()[0]["low"] < 4 and "blocker" not in done and time.monotonic() < deadline:
+            time.sleep(0.005)
+        q, mq = queued()
+        blocked = "blocker" not in done
+        ts.append(threading.Thread(target=send, args=("critical", {"text": "dark s01e01",
+                                                                    "priority": "critical"})))
+        ts[-1].start()
+        for t in ts:
+            t.join(60)
+        expect(not errors, errors)
+        expect(blocked and q["low"] == 4 and mq == [0, 0, 0, 4],
+               "the lows were not all queued behind the blocker (too fast a machine?): %s %s"
+               % (q, mq))
+        lows = sorted(done["low%d" % i] for i in range(4))
+        expect(done["critical"] < lows[0],
+               "critical finished %.1f ms after the first low" % ((done["critical"] - lows[0]) * 1e3))
+    finally:
+        s.kill()
+
+
 @check("a client that leaves before work starts is cancelled")
 def t_cancel():
     root = os.path.join(WORK, "repo-cancel")
