@@ -9,138 +9,27 @@ talks to 127.0.0.1 only, with bounded timeouts, and stops them. Python's standar
 library only. Exit status 0 when every check passed.
 """
 import gzip
-import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
+import esserver
+from esserver import Server, check, expect
+
 ES, MODEL, TRAIN = sys.argv[1], sys.argv[2], sys.argv[3]
 PROMTOOL = sys.argv[4] if len(sys.argv) > 4 else shutil.which("promtool")
-WORK = tempfile.mkdtemp(prefix="es-api-")
-FAILED = []
-PASSED = 0
+WORK = esserver.setup(ES, "es-api-")
 
 
-class Server:
-    """edgeserve serve in the background; stopped by stop() or kill()."""
-
-    def __init__(self, *args, data=True, env=None):
-        self.dir = tempfile.mkdtemp(dir=WORK)
-        ready = os.path.join(self.dir, "url")
-        cmd = [ES, "serve", "--port", "0", "--ready-file", ready]
-        if data:
-            cmd += ["--data", os.path.join(self.dir, "data")]
-        cmd += list(args)
-        self.log = open(os.path.join(self.dir, "log"), "w")
-        STARTED.append(self)
-        t0 = time.monotonic()
-        self.p = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
-                                  env=dict(os.environ, **(env or {})))
-        deadline = t0 + 15
-        while not os.path.exists(ready):
-            if self.p.poll() is not None:
-                raise RuntimeError("server exited: " + self.logtext())
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError("server not ready in 15 s: " + self.logtext())
-            time.sleep(0.01)
-        self.ready_s = time.monotonic() - t0
-        url = open(ready).read().strip()
-        self.host, self.port = url[len("http://"):].rsplit(":", 1)
-        self.port = int(self.port)
-        self.data = os.path.join(self.dir, "data")
-
-    def logtext(self):
-        self.log.flush()
-        return open(os.path.join(self.dir, "log")).read()[-3000:]
-
-    def conn(self, timeout=10):
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-
-    def req(self, method, path, body=None, headers=None, raw=False, timeout=10):
-        c = self.conn(timeout)
-        h = dict(headers or {})
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            h.setdefault("Content-Type", "application/json")
-        elif isinstance(body, str):
-            body = body.encode()
-        c.request(method, path, body=body, headers=h)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        if raw:
-            return r.status, dict(r.getheaders()), data
-        try:
-            return r.status, json.loads(data) if data else None
-        except ValueError:
-            return r.status, data.decode("utf-8", "replace")
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                return self.p.wait(10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-                raise RuntimeError("server ignored SIGTERM for 10 s")
-        return self.p.returncode
-
-    def kill(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
-
-
-def check(name):
-    def wrap(fn):
-        def run():
-            global PASSED
-            t0 = time.monotonic()
-            del STARTED[:]
-            try:
-                fn()
-                PASSED += 1
-                print("ok   %-58s %6.2fs" % (name, time.monotonic() - t0), flush=True)
-            except Exception as e:  # a failed check reports and the others go on
-                FAILED.append(name)
-                print("FAIL %s: %s" % (name, e), flush=True)
-                for srv in STARTED:
-                    print("---- server log (%s):\n%s" % (srv.dir, srv.logtext()), flush=True)
-        run.__name__ = fn.__name__
-        CHECKS.append(run)
-        return run
-    return wrap
-
-
-CHECKS = []
-STARTED = []  # the servers of the running check, whose logs a failure prints
-
-
-def expect(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
-
-def repo(root, queue_limit=256, delay="0us", max_batch=32, extra=""):
-    """A repository with model 'media' version 1 and its base data."""
-    d = os.path.join(root, "media")
-    os.makedirs(os.path.join(d, "1"), exist_ok=True)
-    shutil.copy(MODEL, os.path.join(d, "1", "media.esm"))
-    shutil.copy(TRAIN, os.path.join(d, "train.txt"))
-    with open(os.path.join(d, "config.ini"), "w") as f:
-        f.write("[batching]\nmax_batch = %d\nmax_queue_delay = %s\nqueue_limit = %d\n"
-                "[training]\ndata = train.txt\n%s" % (max_batch, delay, queue_limit, extra))
-    return d
+def repo(root, **kw):
+    """A repository with model 'media' version 1 and its base data; returns its folder."""
+    return esserver.repo(root, MODEL, TRAIN, **kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -757,11 +646,4 @@ def t_sigterm():
     expect(res and res[0][0] in (200, 503), res)
 
 
-ONLY = os.environ.get("ONLY")  # run the checks whose function name contains this
-SKIP = os.environ.get("SKIP", "").split(",")  # leave out these (comma-separated names)
-for c in CHECKS:
-    if (not ONLY or ONLY in c.__name__) and c.__name__ not in SKIP:
-        c()
-shutil.rmtree(WORK, ignore_errors=True)
-print("%d passed, %d failed" % (PASSED, len(FAILED)))
-sys.exit(1 if FAILED else 0)
+sys.exit(esserver.run())

@@ -16,145 +16,20 @@ import http.client
 import json
 import os
 import resource
-import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
+import esserver
+from esserver import Server, Skip, check, expect
+
 ES, MODEL, TRAIN = sys.argv[1], sys.argv[2], sys.argv[3]
-WORK = tempfile.mkdtemp(prefix="es-faults-")
-FAILED, SKIPPED = [], []
-PASSED = 0
+WORK = esserver.setup(ES, "es-faults-")
 MOUNTS = []  # tmpfs mounted by the checks, unmounted at the end whatever happens
-
-
-class Skip(Exception):
-    pass
-
-
-class Server:
-    """edgeserve serve in the background, its output collected through a pipe (a file
-    would be subject to the file-size limit of check 1); stopped by stop() or kill().
-    Copied from api_test.py (which runs its checks on import), with fsize and the pipe."""
-
-    def __init__(self, *args, data=None, fsize=None, nofile=None, env=None):
-        self.dir = tempfile.mkdtemp(dir=WORK)
-        ready = os.path.join(self.dir, "url")
-        self.data = data or os.path.join(self.dir, "data")
-        cmd = [ES, "serve", "--port", "0", "--ready-file", ready, "--data", self.data]
-        cmd += list(args)
-        self.lines = []
-        STARTED.append(self)
-
-        def limit():  # in the child, before exec: soft limits only, so they can be raised
-            for res, val in ((resource.RLIMIT_FSIZE, fsize), (resource.RLIMIT_NOFILE, nofile)):
-                if val:
-                    resource.setrlimit(res, (val, resource.getrlimit(res)[1]))
-        t0 = time.monotonic()
-        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, preexec_fn=limit,
-                                  env=dict(os.environ, **(env or {})))
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        deadline = t0 + 15
-        while not os.path.exists(ready):
-            if self.p.poll() is not None:
-                self.reader.join(2)
-                raise RuntimeError("server exited (%s): %s" % (self.p.returncode, self.logtext()))
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError("server not ready in 15 s: " + self.logtext())
-            time.sleep(0.01)
-        url = open(ready).read().strip()
-        self.host, self.port = url[len("http://"):].rsplit(":", 1)
-        self.port = int(self.port)
-        expect(self.host == "127.0.0.1", url)
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.lines.append(line.decode("utf-8", "replace"))
-
-    def logtext(self, n=3000):
-        return "".join(self.lines)[-n:]
-
-    def conn(self, timeout=10):
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-
-    def req(self, method, path, body=None, headers=None, timeout=10, conn=None):
-        c = conn or self.conn(timeout)
-        h = dict(headers or {})
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            h.setdefault("Content-Type", "application/json")
-        c.request(method, path, body=body, headers=h)
-        r = c.getresponse()
-        data = r.read()
-        if not conn:
-            c.close()
-        try:
-            return r.status, json.loads(data) if data else None
-        except ValueError:
-            return r.status, data.decode("utf-8", "replace")
-
-    def sock(self, timeout=10):
-        return socket.create_connection((self.host, self.port), timeout=timeout)
-
-    def cpu_s(self):
-        """CPU time (user + system) the server has used so far."""
-        f = open("/proc/%d/stat" % self.p.pid).read().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                return self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-                raise RuntimeError("server ignored SIGTERM for 15 s")
-        return self.p.returncode
-
-    def kill(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
-
-
-def check(name):
-    def wrap(fn):
-        def run():
-            global PASSED
-            t0 = time.monotonic()
-            del STARTED[:]
-            try:
-                fn()
-                PASSED += 1
-                print("ok   %-62s %6.2fs" % (name, time.monotonic() - t0), flush=True)
-            except Skip as e:
-                SKIPPED.append(name)
-                print("skip %s: %s" % (name, e), flush=True)
-            except Exception as e:  # a failed check reports and the others go on
-                FAILED.append(name)
-                print("FAIL %s: %s" % (name, e), flush=True)
-                for srv in STARTED:
-                    print("---- server log (%s):\n%s" % (srv.dir, srv.logtext()), flush=True)
-            finally:
-                for srv in STARTED:
-                    srv.kill()
-        run.__name__ = fn.__name__
-        CHECKS.append(run)
-        return run
-    return wrap
-
-
-CHECKS = []
-STARTED = []  # the servers of the running check: killed after it, their logs on failure
 
 
 def note(msg):
@@ -163,19 +38,9 @@ def note(msg):
         print("     " + msg, flush=True)
 
 
-def expect(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
-
 def repo(root, queue_limit=256):
-    """A repository with model 'media' version 1 and its base data."""
-    d = os.path.join(root, "media")
-    os.makedirs(os.path.join(d, "1"), exist_ok=True)
-    shutil.copy(MODEL, os.path.join(d, "1", "media.esm"))
-    shutil.copy(TRAIN, os.path.join(d, "train.txt"))
-    with open(os.path.join(d, "config.ini"), "w") as f:
-        f.write("[batching]\nqueue_limit = %d\n[training]\ndata = train.txt\n" % queue_limit)
+    """A repository with model 'media' version 1 and its base data; returns root."""
+    esserver.repo(root, MODEL, TRAIN, queue_limit=queue_limit)
     return root
 
 
@@ -774,14 +639,4 @@ def t_abuse():
 
 
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unmount on the way out
-ONLY = os.environ.get("ONLY")
-SKIP = os.environ.get("SKIP", "").split(",")
-try:
-    for c in CHECKS:
-        if (not ONLY or ONLY in c.__name__) and c.__name__ not in SKIP:
-            c()
-finally:
-    unmount_all()
-    shutil.rmtree(WORK, ignore_errors=True)
-print("%d passed, %d failed, %d skipped" % (PASSED, len(FAILED), len(SKIPPED)))
-sys.exit(1 if FAILED else 0)
+sys.exit(esserver.run(cleanup=unmount_all))
