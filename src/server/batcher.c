@@ -131,6 +131,7 @@ static void run_batch(es_mstate_t *ms, es_job_t **jobs, int njobs, es_infer_item
   for (int i = 0; i < live; i++) {
     es_job_t *j = jobs[i];
     for (size_t it = 0; it < j->nitems; it++) {
+      if (j->skip && j->skip[it]) continue; /* answered from the cache */
       if (n == cap || (n && j->served != sv)) {
         flush(ms, sv, buf, refs, owner, n);
         n = 0;

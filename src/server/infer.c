@@ -348,24 +348,24 @@ void es__handle_infer(es_req_t *r) {
   }
   r->ms = ms;
   atomic_fetch_add(&ms->requests, 1);
-  /* the cache: answered here when every text hits (a partial hit computes all) */
+  /* the cache: answered here when every text hits; otherwise only the
+   * texts that missed are computed */
   if (s->cache) {
     int hits = 0;
     for (int i = 0; i < n; i++) {
       w->cached[i] = (uint8_t)es__cache_lookup(r, &r->job.items[i], &w->hold[i]);
       hits += w->cached[i];
-      if (!w->cached[i]) break;
     }
     es_mseries_t ser;
     es__series(ms, sv->version, &ser);
+    if (hits && ser.hits) es_counter_add(ser.hits, hits);
     if (hits == n) {
-      if (ser.hits) es_counter_add(ser.hits, n);
       r->job.start_us = r->job.done_us = es__now_us();
       es__job_complete(&r->job);
       return;
     }
     if (ser.misses) es_counter_add(ser.misses, n - hits);
-    memset(w->cached, 0, (size_t)n);
+    if (hits) r->job.skip = w->cached;
   }
   if (es__batcher_run_inline(ms, &r->job)) return; /* answered on this thread */
   MHD_suspend_connection(r->conn);                 /* before the submit: http.c invariant 1 */

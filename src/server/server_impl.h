@@ -66,7 +66,8 @@ struct es_job {
   es_served_t *served;         /* a reference, released by the request */
   es_infer_item_t *items;
   size_t nitems;
-  int status; /* 0, ES_ETIMEDOUT, ES_ECANCELED, or the backend's error */
+  const uint8_t *skip; /* per item: nonzero = already answered (a cache hit); NULL: none */
+  int status;          /* 0, ES_ETIMEDOUT, ES_ECANCELED, or the backend's error */
   int64_t start_us, done_us;
   es_error_t err;
 };

@@ -61,6 +61,14 @@ def t_classify():
             expect(unk["label"] is None, unk)
         else:
             expect(len(unk["alternatives"]) == 3, unk)
+        # a partial hit: the cached text comes from the cache, only the other is computed
+        st, r3 = s.req("POST", "/v1/classify", {"texts": ["dark s01e01", "Dark.S02E07.mkv",
+                                                          "the expanse s03e01"], "k": 2})
+        expect(st == 200 and [x["cached"] for x in r3["results"]] == [True, True, False], r3)
+        expect([x["label"] for x in r3["results"][:1]] == [r["results"][0]["label"]], (r, r3))
+        st, r4 = s.req("POST", "/v1/classify", {"texts": ["the expanse s03e01"], "k": 2})
+        expect(r4["results"][0]["cached"] is True and
+               r4["results"][0]["predictions"] == r3["results"][2]["predictions"], (r3, r4))
         # threshold drops labels
         st, r = s.req("POST", "/v1/classify", {"text": "zzz qqq www", "k": 5, "threshold": 0.99})
         expect(st == 200 and r["predictions"] == [] and r["decision"] == "unknown", r)
