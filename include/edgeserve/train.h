@@ -64,6 +64,13 @@ typedef struct es_train_args {
   int retrain;    /* fine-tune after the cutoff (needs input and cutoff) */
   int qnorm, qout;
   int32_t dsub; /* 2 */
+  /* Cancellation (optional): polled about 20 times a second while the model
+   * trains (and fine-tunes after a cutoff); when it returns nonzero, the
+   * training threads stop and es_train_supervised / es_quantize return
+   * ES_ECANCELED without writing the output files. Called on the thread
+   * that called es_train_*. NULL: never cancelled. */
+  int (*cancel)(void *cancel_ctx);
+  void *cancel_ctx;
 } es_train_args_t;
 
 /* fastText's defaults for `supervised`. (fastText's `quantize` parses its

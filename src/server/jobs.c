@@ -62,6 +62,12 @@ static int append_file(FILE *out, const char *path) {
   return rc;
 }
 
+/* Training stops when the server does (es_train_args_t.cancel). */
+static int job_cancelled(void *ctx) {
+  train_job_t *j = ctx;
+  return atomic_load(&j->srv->stopping);
+}
+
 static void fail_job(train_job_t *j, const char *msg) {
   es_store_job_update(j->srv->store, j->id, "failed", 1.0, msg, 0, NULL);
   es__log(j->srv, "warn", "component=jobs job=%lld model=%s msg=\"%s\"", (long long)j->id, j->model,
@@ -124,6 +130,8 @@ static void *train_main(void *arg) {
   a.thread = 1;
   a.verbose = 0;
   a.write_vec = 0;
+  a.cancel = job_cancelled;
+  a.cancel_ctx = j;
   char norm[512] = "";
   size_t nlen = 0;
   const char *nz = es_model_meta(m, "normalizer", &nlen);
@@ -134,7 +142,8 @@ static void *train_main(void *arg) {
            j->base[0] ? " and the base data" : "");
   es_store_job_update(s->store, j->id, "running", 0.05, msg, 0, NULL);
   if (es_train_supervised(&a, progress, j, &err)) {
-    snprintf(msg, sizeof msg, "training failed: %s", err.msg);
+    snprintf(msg, sizeof msg, "training %s: %s",
+             err.code == ES_ECANCELED ? "cancelled (the server is stopping)" : "failed", err.msg);
     fail_job(j, msg);
     goto cleanup;
   }

@@ -260,9 +260,10 @@ static int retrain(qbuild *b, const es_train_args_t *a, es_train_progress_fn pro
   }
   if (!rc) {
     es__sgd t = {
-        dm,          a->input,    a->lr,        a->epoch,   a->thread, b->args.lr_update_rate,
-        b->args.neg, b->args.dim, b->args.loss, a->seed,    b->wi,     b->rows,
-        b->wo,       d->nlabels,  counts,       d->ntokens, progress,  ctx};
+        dm,          a->input,     a->lr,        a->epoch,   a->thread, b->args.lr_update_rate,
+        b->args.neg, b->args.dim,  b->args.loss, a->seed,    b->wi,     b->rows,
+        b->wo,       d->nlabels,   counts,       d->ntokens, progress,  ctx,
+        a->cancel,   a->cancel_ctx};
     rc = es__sgd_run(&t, err);
   }
   free(counts);

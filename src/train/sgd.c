@@ -528,6 +528,11 @@ int es__sgd_run(const es__sgd *t, es_error_t *err) {
   while (!rc && atomic_load(&sh->token_count) < total && !atomic_load(&sh->stop)) {
     struct timespec ts = {0, 50 * 1000 * 1000};
     nanosleep(&ts, NULL);
+    if (t->cancel && t->cancel(t->cancel_ctx)) {
+      atomic_store(&sh->stop, 1); /* the workers stop at their next line */
+      rc = es__fail(err, ES_ECANCELED, -1, "training cancelled");
+      break;
+    }
     if (t->progress) {
       double el = es__mono_sec() - t0, p = (double)atomic_load(&sh->token_count) / (double)total;
       es_train_progress_t pr = {

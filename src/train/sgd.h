@@ -32,10 +32,13 @@ typedef struct es__sgd {
   int64_t ntokens;             /* tokens per epoch (the dictionary's) */
   es_train_progress_fn progress;
   void *ctx;
+  int (*cancel)(void *cancel_ctx); /* es_train_args_t's; NULL: never */
+  void *cancel_ctx;
 } es__sgd;
 
 /* Trains in place. Returns 0, or an ES_E* code with err filled (I/O
- * errors, out of memory, or a diverged loss). */
+ * errors, out of memory, a diverged loss, or ES_ECANCELED when cancel
+ * said so). */
 int es__sgd_run(const es__sgd *t, es_error_t *err);
 
 /* fastText's uniform initialisation of the input matrix: every value

@@ -410,9 +410,10 @@ static int train_plain(const es_train_args_t *in, es_train_progress_fn progress,
     if (a.pretrained_vectors) pretrained_apply(&pre, &v, wi, a.dim, a.bucket);
     pretrained_free(&pre);
     for (int32_t i = 0; i < v.nlabels; i++) counts[i] = v.e[v.nwords + i].count;
-    es__sgd t = {dm,    a.input,   a.lr,   a.epoch,   a.thread, a.lr_update_rate,
-                 a.neg, a.dim,     a.loss, a.seed,    wi,       rows,
-                 wo,    v.nlabels, counts, v.ntokens, progress, ctx};
+    es__sgd t = {dm,       a.input,     a.lr,   a.epoch,   a.thread, a.lr_update_rate,
+                 a.neg,    a.dim,       a.loss, a.seed,    wi,       rows,
+                 wo,       v.nlabels,   counts, v.ntokens, progress, ctx,
+                 a.cancel, a.cancel_ctx};
     rc = es__sgd_run(&t, err);
   }
   if (!rc) {

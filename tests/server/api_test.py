@@ -568,6 +568,36 @@ def t_train():
         s.kill()
 
 
+@check("SIGTERM during a retraining job: training stops at once, the job says cancelled")
+def t_train_stop():
+    root = os.path.join(WORK, "repo-train-stop")
+    repo(root)
+    s = Server("--models", root)
+    try:
+        st, r = s.req("POST", "/v1/models/media/feedback",
+                      {"text": "Zorblax.Chronicles.S01E01.mkv", "label": "zorblax_chronicles"})
+        expect(st == 201, r)
+        st, r = s.req("POST", "/v1/models/media/train", {"epoch": 1000})  # minutes of work
+        expect(st == 202, r)
+        job = r["job"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            st, j = s.req("GET", "/v1/jobs/%d" % job)
+            if j["state"] == "running" and j["progress"] > 0.05:
+                break
+            time.sleep(0.05)
+        expect(j["state"] == "running", j)
+        t0 = time.monotonic()
+        expect(s.stop(wait=20) == 0, "exit status")
+        took = time.monotonic() - t0
+        expect(took < 5, "shutdown took %.1f s with a training job running" % took)
+        s2 = Server("--models", root, "--data", s.data, data=False)
+        st, j = s2.req("GET", "/v1/jobs/%d" % job)
+        expect(st == 200 and j["state"] == "failed" and "cancelled" in j["message"], j)
+    finally:
+        s.kill()
+
+
 @check("kill -9 loses no acknowledged feedback; the database stays intact")
 def t_kill9():
     root = os.path.join(WORK, "repo-kill")
