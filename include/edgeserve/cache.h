@@ -200,18 +200,22 @@ size_t es_cache_key(void *buf, size_t cap, const char *model, uint64_t version, 
  * of their shard; a shard nobody touches keeps them in `bytes` until then. */
 
 typedef struct es_cache_memory_params {
-  uint64_t max_bytes; /* the bound on `bytes`; >= 4 KiB x shards */
-  int64_t ttl_us;     /* lifetime of an entry after its put; 0: no expiry */
-  unsigned shards;    /* a power of two, 1..256; 0: from the core count
-                         (next power of two of 4 x cores, 8..64, halved while
-                         a shard would hold under 256 KiB) */
-  int admission;      /* 1: W-TinyLFU; 0: plain LRU */
-  uint64_t seed;      /* keys the hash (keys come from clients: a fixed seed
-                         lets them aim at one chain); 0: from the clock and an
-                         address; tests pass a fixed one */
+  uint64_t max_bytes;   /* the bound on `bytes`; >= 4 KiB x shards */
+  int64_t ttl_us;       /* lifetime of an entry after its put; 0: no expiry */
+  uint64_t max_entries; /* 0: no bound on the count; else each shard holds at
+                           most its share, max_entries / shards rounded up
+                           (the policy picks what goes, as for bytes) */
+  unsigned shards;      /* a power of two, 1..256; 0: from the core count
+                           (next power of two of 4 x cores, 8..64, halved while
+                           a shard would hold under 256 KiB) */
+  int admission;        /* 1: W-TinyLFU; 0: plain LRU */
+  uint64_t seed;        /* keys the hash (keys come from clients: a fixed seed
+                           lets them aim at one chain); 0: from the clock and an
+                           address; tests pass a fixed one */
 } es_cache_memory_params_t;
 
-/* 64 MiB, no TTL, shards from the core count, W-TinyLFU, random seed. */
+/* 64 MiB, no TTL, no entry bound, shards from the core count, W-TinyLFU,
+ * random seed. */
 es_cache_memory_params_t es_cache_memory_default_params(void);
 
 /* Creates an empty in-process tier (name "memory"). Returns NULL with *err

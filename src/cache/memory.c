@@ -47,7 +47,8 @@
  *      them. used() = wbytes + pbytes + rbytes + fixed(), where fixed() is
  *      the shard struct, hash table and sketch.
  *   3. used() <= cap. fixed() <= cap: the tables start under 1 KiB + cap/32
- *      (cap >= 4 KiB) and grow only while they stay within cap/4.
+ *      (cap >= 4 KiB) and grow only while they stay within cap/4. With an
+ *      entry bound, nent <= maxent too.
  *   4. Admission off: probation and protected are empty and sk is NULL.
  *   5. The expiry FIFO is in put order. With one TTL for the tier that is
  *      expiry order, up to differences between the now_us that different
@@ -110,6 +111,7 @@ typedef struct shard {
   node win, prob, prot, ttl; /* sentinels; LRU end at .next, MRU end at .prev */
   uint64_t nent, wbytes, pbytes, rbytes;
   uint64_t cap, wmax, rmax;
+  uint64_t maxent; /* the shard's share of max_entries; 0: no bound */
   uint64_t hits, misses, puts, admitted, rejected, evictions, expirations;
 } shard;
 
@@ -474,7 +476,7 @@ static void evict(shard *s, ent **dead) {
     ncand++;
   }
   ent *victim = oldest(&s->prob);
-  while (used(s) > s->cap) {
+  while (used(s) > s->cap || (s->maxent && s->nent > s->maxent)) {
     if (!victim) { /* probation is empty, so there is no candidate either */
       ent *e = oldest(&s->prot);
       if (!e) e = oldest(&s->win);
@@ -873,6 +875,7 @@ es_cache_t *es_cache_memory_new(const es_cache_memory_params_t *p, es_error_t *e
       destroy(m, i);
       goto nomem;
     }
+    m->shards[i].maxent = p->max_entries ? (p->max_entries + m->nshards - 1) / m->nshards : 0;
   }
   es_cache_t *c = es_cache_wrap(&memory_ops, m, err);
   if (!c) destroy(m, m->nshards);

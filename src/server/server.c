@@ -381,11 +381,13 @@ es_server_t *es_server_new(const es_server_params_t *p, es_error_t *err) {
   lp.observe_durations = false; /* the server observes per version itself */
   if (!(s->lat = es_latmon_new(&lp, err))) goto fail;
 
-  /* the response cache: bounded by the cache budget, TTL from cache.ttl */
+  /* the response cache: at most cache.entries answers within the cache
+   * budget's bytes, TTL from cache.ttl */
   if (s->plan.cache_entries > 0 && s->plan.cache_budget >= 64 * 1024) {
     es_cache_memory_params_t cp = es_cache_memory_default_params();
     cp.max_bytes = s->plan.cache_budget;
     cp.ttl_us = s->plan.cache_ttl_us;
+    cp.max_entries = s->plan.cache_entries;
     if (!(s->cache = es_cache_memory_new(&cp, err))) goto fail;
   }
   /* the database */

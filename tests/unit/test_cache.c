@@ -54,6 +54,33 @@ static int hit(es_cache_t *c, const char *k, const char *want, int64_t now) {
 
 static void key_of(char *k, unsigned i) { snprintf(k, 32, "key-%06u", i); }
 
+static void max_entries_bounds_the_count_per_shard_share(void **state) {
+  (void)state;
+  for (int admission = 0; admission <= 1; admission++) {
+    es_cache_memory_params_t p = es_cache_memory_default_params();
+    p.max_bytes = 1 << 20; /* far more than 100 small entries need */
+    p.shards = 4;
+    p.max_entries = 10; /* 3 per shard: at most 12 */
+    p.admission = admission;
+    p.seed = SEED;
+    es_error_t err;
+    es_cache_t *c = es_cache_memory_new(&p, &err);
+    assert_non_null(c);
+    char k[32];
+    for (unsigned i = 0; i < 100; i++) {
+      key_of(k, i);
+      assert_int_equal(put_str(c, k, "v", 0), 0);
+      assert_true(stats(c).entries <= 12);
+    }
+    es_cache_stats_t st = stats(c);
+    assert_true(st.entries >= 4); /* every shard keeps what its share allows */
+    assert_int_equal(st.evictions, 100 - st.entries);
+    /* the last key put is there without admission (LRU keeps the newest) */
+    if (!admission) assert_true(hit(c, "key-000099", "v", 0));
+    es_cache_free(c);
+  }
+}
+
 static void a_put_value_is_returned_by_get(void **state) {
   (void)state;
   es_cache_t *c = new_cache(1 << 20, 0, 1, 0);
@@ -795,6 +822,7 @@ int main(void) {
       cmocka_unit_test(four_threads_on_overlapping_keys_stay_consistent),
       cmocka_unit_test(the_interface_dispatches_through_the_tiers_functions),
       cmocka_unit_test(wrap_refuses_a_table_without_a_required_function),
+      cmocka_unit_test(max_entries_bounds_the_count_per_shard_share),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
