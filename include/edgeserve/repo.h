@@ -261,6 +261,13 @@ int es_repo_model_dir(es_repo_t *r, const char *name, char *buf, size_t cap);
  * one. */
 int es_repo_publish(es_repo_t *r, const char *name, const char *src, es_error_t *err);
 
+/* As es_repo_publish(), for a version of several files: the variants of a
+ * ladder (srcs[0..n), 1 <= n <= 8, distinct file names). A repository model
+ * gets them all in its new version folder, which appears at once (a hidden
+ * staging folder renamed into place); a file model gets srcs[0] only. */
+int es_repo_publish_files(es_repo_t *r, const char *name, const char *const *srcs, int n,
+                          es_error_t *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1615,9 +1615,28 @@ static int move_file(const char *src, const char *dst) {
 }
 
 int es_repo_publish(es_repo_t *r, const char *name, const char *src, es_error_t *err) {
-  if (!r || !src || !*src) return es__fail(err, ES_EINVAL, -1, "publish: no source file");
+  return es_repo_publish_files(r, name, &src, 1, err);
+}
+
+/* Removes the staging folder `sdir` and what was moved into it. */
+static void unstage(const char *sdir, const char *const *srcs, int n) {
+  char f[PATH_CAP];
+  for (int i = 0; i < n; i++) {
+    const char *b = strrchr(srcs[i], '/');
+    if (mkpath(f, sizeof f, "%s/%s", sdir, b ? b + 1 : srcs[i]) == 0) unlink(f);
+  }
+  rmdir(sdir);
+}
+
+int es_repo_publish_files(es_repo_t *r, const char *name, const char *const *srcs, int nsrc,
+                          es_error_t *err) {
+  if (!r || !srcs || nsrc < 1 || nsrc > LADDER_MAX)
+    return es__fail(err, ES_EINVAL, -1, "publish: 1 to %d source files", LADDER_MAX);
+  for (int i = 0; i < nsrc; i++)
+    if (!srcs[i] || !*srcs[i]) return es__fail(err, ES_EINVAL, -1, "publish: no source file");
   model *m = pin(r, name, err);
   if (!m) return ES_ENOTFOUND;
+  const char *src = srcs[0];
   const char *base = strrchr(src, '/');
   base = base ? base + 1 : src;
   evq q = {0};
@@ -1635,41 +1654,58 @@ int es_repo_publish(es_repo_t *r, const char *name, const char *src, es_error_t 
   char file[PATH_CAP];
   memcpy(file, m->file, sizeof file);
   pthread_mutex_unlock(&r->mu);
-  const es_backend_t *be = conf.backend ? conf.backend : es_backend_for_file(base);
-  if (!be || !be->accepts(base) || !plain_file_name(base, strlen(base))) {
-    rc = es__fail(err, ES_EINVAL, -1,
-                  "publish: %s: not a file name model '%s' can load (a .bin, .ftz or .esm file, "
-                  "1 to 63 bytes, not starting with '.')",
-                  src, m->name);
-    goto done;
+  for (int i = 0; i < nsrc; i++) {
+    const char *bi = strrchr(srcs[i], '/');
+    bi = bi ? bi + 1 : srcs[i];
+    const es_backend_t *be = conf.backend ? conf.backend : es_backend_for_file(bi);
+    int dup = 0;
+    for (int k = 0; k < i; k++) {
+      const char *bk = strrchr(srcs[k], '/');
+      dup |= !strcmp(bk ? bk + 1 : srcs[k], bi);
+    }
+    if (!be || !be->accepts(bi) || !plain_file_name(bi, strlen(bi)) || dup) {
+      rc = es__fail(err, ES_EINVAL, -1,
+                    "publish: %s: not a file name model '%s' can load (a .bin, .ftz or .esm file, "
+                    "1 to 63 bytes, not starting with '.', each name once)",
+                    srcs[i], m->name);
+      goto done;
+    }
   }
   if (!m->is_file) {
-    char mdir[PATH_CAP], vdir[PATH_CAP];
+    /* the files go into a hidden staging folder, which is then renamed into
+     * place as the next version: a poll never sees a half-filled version */
+    char mdir[PATH_CAP], vdir[PATH_CAP], sdir[PATH_CAP];
     int v[1], disk_latest = 0;
     if (mkpath(mdir, sizeof mdir, "%s/%s", r->dir, m->name) ||
-        list_versions(mdir, v, 1, &disk_latest) < 0) {
+        list_versions(mdir, v, 1, &disk_latest) < 0 ||
+        mkpath(sdir, sizeof sdir, "%s/.publish-XXXXXX", mdir) || !mkdtemp(sdir)) {
       rc = es__fail(err, ES_EIO, -1, "publish: %s/%s: %s", r->dir, m->name, strerror(errno));
       goto done;
     }
+    for (int i = 0; i < nsrc; i++) {
+      const char *bi = strrchr(srcs[i], '/');
+      if (mkpath(dst, sizeof dst, "%s/%s", sdir, bi ? bi + 1 : srcs[i]) ||
+          move_file(srcs[i], dst)) {
+        rc = es__fail(err, ES_EIO, -1, "publish: cannot move %s to %s: %s", srcs[i], sdir,
+                      strerror(errno));
+        unstage(sdir, srcs, i);
+        goto done;
+      }
+    }
     int n = (disk_latest > latest ? disk_latest : latest) + 1, made = 0;
     for (int tries = 0; tries < 1000 && !made; tries++, n++) {
-      if (mkpath(vdir, sizeof vdir, "%s/%d", mdir, n) ||
-          mkpath(dst, sizeof dst, "%s/%s", vdir, base))
-        break;
-      if (mkdir(vdir, 0755) == 0)
+      if (mkpath(vdir, sizeof vdir, "%s/%d", mdir, n)) break;
+      struct stat vst;
+      if (lstat(vdir, &vst) == 0) continue; /* taken (rename would replace an empty one) */
+      if (rename(sdir, vdir) == 0)
         made = 1;
-      else if (errno != EEXIST)
+      else if (errno != EEXIST && errno != ENOTEMPTY)
         break;
     }
     if (!made) {
       rc = es__fail(err, ES_EIO, -1, "publish: cannot make a version folder in %s: %s", mdir,
                     strerror(errno));
-      goto done;
-    }
-    if (move_file(src, dst)) {
-      rc =
-          es__fail(err, ES_EIO, -1, "publish: cannot move %s to %s: %s", src, dst, strerror(errno));
-      rmdir(vdir);
+      unstage(sdir, srcs, nsrc);
       goto done;
     }
     int want;

@@ -13,13 +13,16 @@
  */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "../common/fail.h"
 #include "edgeserve/model.h"
 #include "edgeserve/store.h"
 #include "edgeserve/train.h"
@@ -74,13 +77,45 @@ static void fail_job(train_job_t *j, const char *msg) {
           msg);
 }
 
+/* Writes the trained model (prefix.bin) to `out` in the format of the
+ * existing rung file `rung`: a native .esm with its input scheme, a .ftz
+ * (product-quantized, qnorm), or a .bin. Returns 0 or an ES_E* code. */
+static int make_rung(const es_train_args_t *a, const char *rung, const char *bin,
+                     const char *prefix, const char *out, es_error_t *err) {
+  es_model_t *m = NULL;
+  if (es_model_open(&m, rung, NULL, err)) return err->code ? err->code : ES_EIO;
+  es_model_info_t info;
+  es_model_info(m, &info);
+  int native = info.native, scheme = info.input_scheme, quant = info.quant_input;
+  es_model_close(m);
+  if (native || !quant) {
+    es_convert_args_t ca = {.scheme = !native       ? ES_SCHEME_KEEP
+                                      : scheme == 8 ? ES_SCHEME_INT8
+                                      : scheme == 4 ? ES_SCHEME_INT4
+                                                    : ES_SCHEME_KEEP,
+                            .normalizer = a->normalize,
+                            .source = "edgeserve retraining"};
+    return es_convert(bin, out, &ca, err);
+  }
+  es_train_args_t q = *a;
+  q.qnorm = 1;
+  q.dsub = 2;
+  int rc = es_quantize(&q, NULL, NULL, err);
+  if (rc) return rc;
+  char ftz[4300];
+  snprintf(ftz, sizeof ftz, "%s.ftz", prefix);
+  if (rename(ftz, out))
+    return es__fail(err, ES_EIO, -1, "cannot move %s to %s: %s", ftz, out, strerror(errno));
+  return 0;
+}
+
 static void *train_main(void *arg) {
   train_job_t *j = arg;
   es_server_t *s = j->srv;
   setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
   es_error_t err = {0};
   char dir[] = "/tmp/edgeserve-train-XXXXXX";
-  char data[4200], prefix[4200], out[4300], msg[512];
+  char data[4200], prefix[4200], msg[512];
   if (!mkdtemp(dir)) {
     fail_job(j, "cannot make a work directory in /tmp");
     goto done;
@@ -136,7 +171,6 @@ static void *train_main(void *arg) {
   size_t nlen = 0;
   const char *nz = es_model_meta(m, "normalizer", &nlen);
   if (nz && nlen < sizeof norm) memcpy(norm, nz, nlen), norm[nlen] = '\0', a.normalize = norm;
-  int native = info.native, scheme = info.input_scheme, quant = info.quant_input;
   es_model_close(m);
   snprintf(msg, sizeof msg, "training on %lld feedback rows%s", (long long)rows,
            j->base[0] ? " and the base data" : "");
@@ -147,38 +181,42 @@ static void *train_main(void *arg) {
     fail_job(j, msg);
     goto cleanup;
   }
-  /* the served file's format */
-  const char *ext = native ? "esm" : quant ? "ftz" : "bin";
-  snprintf(out, sizeof out, "%s/%s.%s", dir, j->model, ext);
-  char bin[4300];
+  /* every rung of the served version's ladder, each in its own file's
+   * format (the quality manager switches between them) */
+  char bin[4300], odir[4300];
   snprintf(bin, sizeof bin, "%s.bin", prefix);
+  snprintf(odir, sizeof odir, "%s/out", dir);
   es_store_job_update(s->store, j->id, "running", 0.9, "converting", 0, NULL);
-  if (native || !quant) {
-    es_convert_args_t ca = {.scheme = scheme == 8   ? ES_SCHEME_INT8
-                                      : scheme == 4 ? ES_SCHEME_INT4
-                                                    : ES_SCHEME_KEEP,
-                            .normalizer = a.normalize,
-                            .source = "edgeserve retraining"};
-    if (!native) ca.scheme = ES_SCHEME_KEEP;
-    if (es_convert(bin, out, &ca, &err)) {
-      snprintf(msg, sizeof msg, "conversion failed: %s", err.msg);
-      fail_job(j, msg);
-      goto cleanup;
-    }
-  } else {
-    es_train_args_t q = a;
-    q.qnorm = 1;
-    q.dsub = 2;
-    if (es_quantize(&q, NULL, NULL, &err)) {
-      snprintf(msg, sizeof msg, "quantization failed: %s", err.msg);
-      fail_job(j, msg);
-      goto cleanup;
-    }
-    char ftz[4300];
-    snprintf(ftz, sizeof ftz, "%s.ftz", prefix);
-    rename(ftz, out);
+  char rungs[8][64];
+  int nr = es_repo_ladder(s->repo, j->model, rungs, 8, NULL);
+  if (nr <= 0) { /* unloaded meanwhile: the file the job started from */
+    const char *b = strrchr(j->src, '/');
+    snprintf(rungs[0], sizeof rungs[0], "%.63s", b ? b + 1 : j->src);
+    nr = 1;
   }
-  if (es_repo_publish(s->repo, j->model, out, &err)) {
+  if (nr > 8) nr = 8;
+  char srcdir[4096];
+  snprintf(srcdir, sizeof srcdir, "%s", j->src);
+  char *slash = strrchr(srcdir, '/');
+  if (slash) *slash = '\0';
+  if (mkdir(odir, 0700)) {
+    fail_job(j, "cannot make a work directory in /tmp");
+    goto cleanup;
+  }
+  char outs[8][4400];
+  const char *outp[8];
+  for (int i = 0; i < nr; i++) {
+    char rung[4200];
+    snprintf(rung, sizeof rung, "%.4096s/%.63s", slash ? srcdir : ".", rungs[i]);
+    snprintf(outs[i], sizeof outs[i], "%.4300s/%.63s", odir, rungs[i]);
+    outp[i] = outs[i];
+    if (make_rung(&a, rung, bin, prefix, outs[i], &err)) {
+      snprintf(msg, sizeof msg, "%.63s: %.255s", rungs[i], err.msg);
+      fail_job(j, msg);
+      goto cleanup;
+    }
+  }
+  if (es_repo_publish_files(s->repo, j->model, outp, nr, &err)) {
     snprintf(msg, sizeof msg, "the new version was refused: %s", err.msg);
     fail_job(j, msg);
     goto cleanup;
@@ -205,7 +243,16 @@ cleanup : {
     snprintf(p, sizeof p, "%s/%s", dir, names[i]);
     unlink(p);
   }
-  unlink(out);
+  snprintf(p, sizeof p, "%s/out", dir);
+  DIR *od = opendir(p);
+  for (struct dirent *de; od && (de = readdir(od));) {
+    if (de->d_name[0] == '.') continue;
+    char q[4700];
+    snprintf(q, sizeof q, "%s/%s", p, de->d_name);
+    unlink(q);
+  }
+  if (od) closedir(od);
+  rmdir(p);
   rmdir(dir);
 }
 done:

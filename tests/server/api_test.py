@@ -539,7 +539,8 @@ def t_quality():
 @check("feedback, retraining job, atomic swap to the new version")
 def t_train():
     root = os.path.join(WORK, "repo-train")
-    repo(root)
+    d = repo(root, extra="[model]\nvariants = media.esm, media-small.esm\n")
+    shutil.copy(MODEL, os.path.join(d, "1", "media-small.esm"))  # a two-rung ladder
     s = Server("--models", root)
     try:
         for i in range(8):
@@ -564,6 +565,10 @@ def t_train():
         st, r = s.req("POST", "/v1/classify", {"text": "Zorblax.Chronicles.S02E01.mkv"})
         expect(st == 200 and r["version"] == 2, r)
         expect(r["predictions"][0]["label"] == "zorblax_chronicles", r)
+        # version 2 has every rung of the ladder, and no staging folder is left
+        expect(sorted(os.listdir(os.path.join(d, "2"))) == ["media-small.esm", "media.esm"],
+               os.listdir(os.path.join(d, "2")))
+        expect(not [n for n in os.listdir(d) if n.startswith(".")], os.listdir(d))
     finally:
         s.kill()
 
