@@ -5,6 +5,7 @@
  * budget refusals, reference counting across swaps, keep-alive, removal,
  * publishing, and a swap storm under 4 request threads.
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -897,6 +898,43 @@ static void test_publish_creates_the_next_version(void **state) {
   es_repo_free(r);
 }
 
+static void test_publish_files_makes_one_version_of_a_ladder(void **state) {
+  (void)state;
+  put_model("media/1/model.bin");
+  put_model_dim("media/1/model.ftz", 8, 1);
+  put_text("media/config.ini", "[model]\nvariants = model.bin, model.ftz\n");
+  es_repo_t *r = new_repo(NULL);
+  assert_int_equal(es_repo_scan(r, NULL), 1);
+  es_error_t err;
+  assert_int_equal(es_repo_load_variant(r, "media", 1, &err), 0); /* serving the cheap rung */
+  char a[1024], b[1024];
+  put_outside("job/model.bin", 16, a, sizeof a);
+  put_outside("job/model.ftz", 16, b, sizeof b);
+  const char *two[] = {a, b}, *dup[] = {a, a};
+  assert_int_equal(es_repo_publish_files(r, "media", dup, 2, &err), ES_EINVAL);
+  assert_int_equal(es_repo_publish_files(r, "media", two, 0, &err), ES_EINVAL);
+  assert_int_equal(es_repo_publish_files(r, "media", two, 2, &err), 0);
+  char names[8][64];
+  int cur = -1;
+  assert_int_equal(es_repo_ladder(r, "media", names, 8, &cur), 2);
+  assert_int_equal(cur, 1); /* the rung in use is kept across versions */
+  assert_int_equal(serving(r, "media"), 2);
+  char dst[1200];
+  struct stat st;
+  snprintf(dst, sizeof dst, "%s/media/2/model.ftz", models);
+  assert_int_equal(stat(dst, &st), 0);
+  snprintf(dst, sizeof dst, "%s/media/2/model.bin", models);
+  assert_int_equal(stat(dst, &st), 0);
+  /* nothing staged is left behind */
+  snprintf(dst, sizeof dst, "%s/media", models);
+  DIR *d = opendir(dst);
+  assert_non_null(d);
+  for (struct dirent *e; (e = readdir(d));)
+    assert_true(!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || e->d_name[0] != '.');
+  closedir(d);
+  es_repo_free(r);
+}
+
 static void test_publish_beside_a_file_model(void **state) {
   (void)state;
   es_repo_params_t p = es_repo_default_params();
@@ -1079,6 +1117,7 @@ int main(void) {
       T(test_removed_folder_unloads_once_released),
       T(test_add_file_names_and_errors),
       T(test_publish_creates_the_next_version),
+      T(test_publish_files_makes_one_version_of_a_ladder),
       T(test_publish_beside_a_file_model),
       T(test_training_data_resolves_inside_the_model_folder),
       T(test_new_rejects_a_missing_directory),
