@@ -44,7 +44,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ini.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -60,6 +59,7 @@
 #include "edgeserve/sched.h"
 
 #include "../common/fail.h"
+#include "../common/inilines.h"
 
 #define PATH_CAP   1024 /* longest path handled, with its NUL */
 #define LADDER_MAX 8    /* variants of one version considered */
@@ -153,49 +153,18 @@ static const struct {
 static const char *const priority_names[] = {"critical", "high", "normal", "low"};
 
 typedef struct conf_ctx {
-  const char *name;
-  const char *pos; /* next line of the text */
-  int lineno;
-  int indented;    /* the current line starts with a blank (continues a value) */
+  es__inilines l;  /* the text, the current line, the first error */
   int seen[NKEYS]; /* line a key was set on, 0 = not yet */
   es_model_conf_t c;
-  int failed;
-  es_error_t e;
 } conf_ctx;
 
 static int conf_fail(conf_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int conf_fail(conf_ctx *x, const char *fmt, ...) {
-  if (x->failed) return 0;
-  x->failed = 1;
-  x->e.code = ES_EINVAL;
-  x->e.offset = -1;
-  int n = snprintf(x->e.msg, sizeof x->e.msg, "%s:%d: ", x->name, x->lineno);
-  if (n < 0 || (size_t)n >= sizeof x->e.msg) n = 0;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(x->e.msg + n, sizeof x->e.msg - (size_t)n, fmt, ap);
+  es__inilines_vfail(&x->l, ES_EINVAL, fmt, ap);
   va_end(ap);
   return 0;
-}
-
-/* inih's fgets over the text: one line per call, counted, so that errors
- * carry their line; a line longer than inih's buffer is an error, not two
- * half lines. */
-static char *conf_read(char *str, int num, void *stream) {
-  conf_ctx *x = stream;
-  if (x->failed || *x->pos == '\0') return NULL;
-  const char *nl = strchr(x->pos, '\n');
-  size_t len = nl ? (size_t)(nl - x->pos) + 1 : strlen(x->pos);
-  x->lineno++;
-  x->indented = *x->pos == ' ' || *x->pos == '\t';
-  if (len + 1 > (size_t)num) {
-    conf_fail(x, "line longer than %d characters", num - 2);
-    return NULL;
-  }
-  memcpy(str, x->pos, len);
-  str[len] = '\0';
-  x->pos += len;
-  return str;
 }
 
 static int parse_int(const char *v, long lo, long hi, long *out) {
@@ -254,7 +223,7 @@ static int conf_duration(conf_ctx *x, int k, const char *v, int64_t *out) {
 
 static int on_conf_pair(void *user, const char *section, const char *name, const char *value) {
   conf_ctx *x = user;
-  if (x->failed) return 0;
+  if (x->l.failed) return 0;
   if (!*section) return conf_fail(x, "key '%.64s' outside any [section]", name);
   int k = -1, section_known = 0;
   for (int i = 0; i < NKEYS; i++) {
@@ -276,8 +245,10 @@ static int on_conf_pair(void *user, const char *section, const char *name, const
   }
   if (x->seen[k])
     return conf_fail(x, "[%s] %s already set on line %d%s", section, name, x->seen[k],
-                     x->indented ? " (an indented line continues the value above it)" : "");
-  x->seen[k] = x->lineno;
+                     *x->l.line == ' ' || *x->l.line == '\t'
+                         ? " (an indented line continues the value above it)"
+                         : "");
+  x->seen[k] = x->l.lineno;
   es_model_conf_t *c = &x->c;
   long n;
   switch (k) {
@@ -345,37 +316,18 @@ int es_model_conf_parse(es_model_conf_t *conf, const char *text, const char *nam
   if (!conf || !text) return es__fail(err, ES_EINVAL, -1, "model configuration: no text");
   conf_ctx *x = calloc(1, sizeof *x);
   if (!x) return es__fail(err, ES_ENOMEM, -1, "out of memory");
-  x->name = name ? name : CONF_FILE;
-  x->pos = text;
+  es__inilines_init(&x->l, text, name ? name : CONF_FILE);
   x->c = *conf;
-  int rc = ini_parse_stream(conf_read, x, on_conf_pair, x);
-  if (rc == -2) {
-    free(x);
-    return es__fail(err, ES_ENOMEM, -1, "out of memory");
+  int rc = es__inilines_parse(&x->l, on_conf_pair, x, ES_EINVAL, err);
+  if (!rc && x->c.suggest_threshold > x->c.auto_threshold) {
+    x->l.lineno = x->seen[K_SUGGEST] > x->seen[K_AUTO] ? x->seen[K_SUGGEST] : x->seen[K_AUTO];
+    rc = es__fail(err, ES_EINVAL, -1, "%s:%d: [decision] suggest (%.2f) is above auto (%.2f)",
+                  x->l.name, x->l.lineno, x->c.suggest_threshold, x->c.auto_threshold);
   }
-  if (rc > 0 && !x->failed) {
-    /* inih's own syntax error: find the line to quote it */
-    const char *l = text;
-    for (int i = 1; i < rc && l; i++) {
-      l = strchr(l, '\n');
-      if (l) l++;
-    }
-    if (!l) l = text;
-    size_t ll = strcspn(l, "\r\n");
-    rc = es__fail(err, ES_EINVAL, (int64_t)(l - text),
-                  "%s:%d: '%.*s': expected '[section]' or 'key = value'", x->name, rc,
-                  (int)(ll > 64 ? 64 : ll), l);
+  if (rc) {
     free(x);
-    return rc;
-  }
-  if (!x->failed && x->c.suggest_threshold > x->c.auto_threshold) {
-    x->lineno = x->seen[K_SUGGEST] > x->seen[K_AUTO] ? x->seen[K_SUGGEST] : x->seen[K_AUTO];
-    conf_fail(x, "[decision] suggest (%.2f) is above auto (%.2f)", x->c.suggest_threshold,
-              x->c.auto_threshold);
-  }
-  if (x->failed) {
-    if (err) *err = x->e;
-    free(x);
+    if (rc == ES_ENOMEM) return rc;
+    if (err) err->code = ES_EINVAL; /* every other failure reads as invalid configuration */
     return ES_EINVAL;
   }
   *conf = x->c;

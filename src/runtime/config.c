@@ -39,7 +39,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <ini.h>
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -47,6 +46,7 @@
 #include <strings.h>
 
 #include "../common/fail.h"
+#include "../common/inilines.h"
 
 #define KIB 1024LL
 #define MIB (1024LL * KIB)
@@ -703,77 +703,40 @@ static void pending_finish(es_config_t *cfg, pending_list *pl, int ok) {
 
 /* ---- INI files ------------------------------------------------------------------- */
 typedef struct ini_ctx {
-  const char *name; /* file name for messages */
-  const char *text, *pos;
-  int lineno;
-  const char *line; /* start of the current line */
-  int seen[NKEYS];  /* line a key was set on in this file, 0 = not yet */
+  es__inilines l;  /* the text, the current line, the first error */
+  int seen[NKEYS]; /* line a key was set on in this file, 0 = not yet */
   pending_list pl;
-  int failed, fail_line, rc;
-  es_error_t e;
 } ini_ctx;
-
-static int ini_fail(ini_ctx *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int ini_fail(ini_ctx *c, int rc, const char *fmt, ...) {
-  if (c->failed) return 0;
-  c->failed = 1;
-  c->fail_line = c->lineno;
-  c->rc = rc;
-  c->e.code = rc;
-  c->e.offset = (int64_t)(c->line - c->text);
-  int n = snprintf(c->e.msg, sizeof c->e.msg, "%s:%d: ", c->name, c->lineno);
-  if (n < 0 || (size_t)n >= sizeof c->e.msg) n = 0;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c->e.msg + n, sizeof c->e.msg - (size_t)n, fmt, ap);
-  va_end(ap);
-  return 0;
-}
-
-/* inih's fgets: one line per call, counted; stops once an error is recorded. */
-static char *ini_read(char *str, int num, void *stream) {
-  ini_ctx *c = stream;
-  if (c->failed || *c->pos == '\0') return NULL;
-  const char *nl = strchr(c->pos, '\n');
-  size_t len = nl ? (size_t)(nl - c->pos) + 1 : strlen(c->pos);
-  c->lineno++;
-  c->line = c->pos;
-  if (len + 1 > (size_t)num) {
-    ini_fail(c, ES_EFORMAT, "line longer than %d characters", num - 2);
-    return NULL;
-  }
-  memcpy(str, c->pos, len);
-  str[len] = '\0';
-  c->pos += len;
-  return str;
-}
 
 static int on_ini_pair(void *user, const char *section, const char *name, const char *value) {
   ini_ctx *c = user;
-  if (c->failed) return 0;
-  if (!*section) return ini_fail(c, ES_EINVAL, "%.64s: key outside any [section]", name);
+  es__inilines *l = &c->l;
+  if (l->failed) return 0;
+  if (!*section) return es__inilines_fail(l, ES_EINVAL, "%.64s: key outside any [section]", name);
   int ki = find_in_section(section, name);
   if (ki < 0) {
     char known[200];
     if (!known_section(section, strlen(section))) {
       known_list(NULL, known, sizeof known);
-      return ini_fail(c, ES_EINVAL, "[%.32s]: unknown section (known: %s)", section, known);
+      return es__inilines_fail(l, ES_EINVAL, "[%.32s]: unknown section (known: %s)", section,
+                               known);
     }
     known_list(section, known, sizeof known);
-    return ini_fail(c, ES_EINVAL, "[%s] %.64s: unknown key (known: %s)", section, name, known);
+    return es__inilines_fail(l, ES_EINVAL, "[%s] %.64s: unknown key (known: %s)", section, name,
+                             known);
   }
   if (c->seen[ki]) {
-    int indented = *c->line == ' ' || *c->line == '\t';
-    return ini_fail(c, ES_EINVAL, "[%s] %s: already set on line %d%s", section, name, c->seen[ki],
-                    indented ? " (an indented line continues the value above it)" : "");
+    int indented = *l->line == ' ' || *l->line == '\t';
+    return es__inilines_fail(l, ES_EINVAL, "[%s] %s: already set on line %d%s", section, name,
+                             c->seen[ki],
+                             indented ? " (an indented line continues the value above it)" : "");
   }
-  c->seen[ki] = c->lineno;
+  c->seen[ki] = l->lineno;
   char origin[300];
-  snprintf(origin, sizeof origin, "%s:%d", c->name, c->lineno);
+  snprintf(origin, sizeof origin, "%s:%d", l->name, l->lineno);
   slot s;
   es_error_t e;
-  int rc = parse_for(ki, value, ES_CFG_FILE, origin, (int64_t)(c->line - c->text), &s, &e);
+  int rc = parse_for(ki, value, ES_CFG_FILE, origin, (int64_t)(l->line - l->text), &s, &e);
   if (rc == 0 && (rc = pending_push(&c->pl, ki, &s)) < 0) {
     slot_clear(&s);
     snprintf(e.msg, sizeof e.msg, "out of memory");
@@ -781,11 +744,10 @@ static int on_ini_pair(void *user, const char *section, const char *name, const 
   }
   if (rc < 0) {
     /* parse_for's message already starts with "name:line" */
-    c->failed = 1;
-    c->fail_line = c->lineno;
-    c->rc = rc;
-    c->e = e;
-    c->e.code = rc;
+    l->failed = 1;
+    l->fail_line = l->lineno;
+    l->e = e;
+    l->e.code = rc;
     return 0;
   }
   return 1;
@@ -794,40 +756,11 @@ static int on_ini_pair(void *user, const char *section, const char *name, const 
 int es_config_load_string(es_config_t *cfg, const char *text, const char *name, es_error_t *err) {
   ini_ctx *c = calloc(1, sizeof *c);
   if (!c) return es__fail(err, ES_ENOMEM, -1, "out of memory");
-  c->name = name ? name : "(string)";
-  c->text = c->pos = c->line = text;
-  int rc = ini_parse_stream(ini_read, c, on_ini_pair, c);
-  if (rc == -2) {
-    pending_finish(cfg, &c->pl, 0);
-    free(c);
-    return es__fail(err, ES_ENOMEM, -1, "out of memory");
-  }
-  if (rc > 0 && (!c->failed || rc < c->fail_line)) {
-    /* inih's own syntax error, earlier than any of ours */
-    const char *l = text;
-    for (int i = 1; i < rc && l; i++) {
-      l = strchr(l, '\n');
-      if (l) l++;
-    }
-    if (!l) l = text;
-    size_t ll = strcspn(l, "\r\n");
-    pending_finish(cfg, &c->pl, 0);
-    rc = es__fail(err, ES_EFORMAT, (int64_t)(l - text),
-                  "%s:%d: '%.*s': expected '[section]' or 'key = value'", c->name, rc,
-                  (int)(ll > 64 ? 64 : ll), l);
-    free(c);
-    return rc;
-  }
-  if (c->failed) {
-    pending_finish(cfg, &c->pl, 0);
-    if (err) *err = c->e;
-    rc = c->rc;
-    free(c);
-    return rc;
-  }
-  pending_finish(cfg, &c->pl, 1);
+  es__inilines_init(&c->l, text, name);
+  int rc = es__inilines_parse(&c->l, on_ini_pair, c, ES_EFORMAT, err);
+  pending_finish(cfg, &c->pl, rc == 0);
   free(c);
-  return 0;
+  return rc;
 }
 
 int es_config_load_file(es_config_t *cfg, const char *path, es_error_t *err) {
