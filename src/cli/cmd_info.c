@@ -67,7 +67,7 @@ int es_cmd_info(int argc, char **argv) {
   human(c, sizeof c, (double)i.scratch_bytes);
   human(d, sizeof d, (double)(i.private_bytes + 4 * i.scratch_bytes));
   printf("file         %s (mapped read-only: shared page cache, reclaimable)\n", a);
-  printf("private      %s (dictionary table%s)\n", b,
+  printf("private      %s (dictionary table, tables built at load%s)\n", b,
          i.args.loss == ES_LOSS_HS ? ", label tree" : "");
   printf("scratch      %s per predicting thread\n", c);
   printf("serving      %s private with 4 threads + up to %s of page cache for the pages "

@@ -6,6 +6,9 @@
  */
 #include "kernels.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "reader.h"
 
 float es__dot_row(const uint8_t *row, const float *x, int n) {
@@ -65,6 +68,22 @@ void es__add_rows_pq_scalar(float *h, const es__pqrows *pq, const int32_t *rows,
   }
 }
 
+uint8_t *es__pq_pairs_new(const uint8_t *centroids, int32_t nsubq, int32_t lastdsub,
+                          size_t *bytes) {
+  size_t npairs = ((size_t)nsubq + 1) & ~(size_t)1, n = npairs * 2048;
+  uint8_t *t = aligned_alloc(64, n);
+  if (!t) return NULL;
+  memset(t, 0, n);
+  for (int32_t j = 0; j < nsubq; j++) {
+    int w = j == nsubq - 1 ? lastdsub : 2; /* floats of this sub-quantizer's centroids */
+    for (int c = 0; c < 256; c++)
+      memcpy(t + 2048 * (size_t)j + 8 * (size_t)c,
+             centroids + 4 * ((size_t)j * 512 + (size_t)c * w), 4 * (size_t)w);
+  }
+  *bytes = n;
+  return t;
+}
+
 static inline int q4(const uint8_t *row, int j) {
   int v = (row[j >> 1] >> ((j & 1) * 4)) & 15;
   return (v ^ 8) - 8;
@@ -82,8 +101,8 @@ void es__add_rows_q_scalar(float *h, const uint8_t *base, size_t stride, const u
   }
 }
 
-static const es__kernels scalar = {ES_SIMD_SCALAR, add_rows_scalar, dot_rows_scalar,
-                                   es__add_rows_pq_scalar, es__add_rows_q_scalar};
+static const es__kernels scalar = {ES_SIMD_SCALAR,         add_rows_scalar,       dot_rows_scalar,
+                                   es__add_rows_pq_scalar, es__add_rows_q_scalar, NULL};
 
 const es__kernels *es__kernels_scalar(void) { return &scalar; }
 

@@ -26,6 +26,13 @@ typedef struct es__pqrows {
   int32_t nsubq, dsub, lastdsub;
 } es__pqrows;
 
+/* A dsub-2 quantizer's codes with its pair table (es__pq_pairs_new). */
+typedef struct es__pq2rows {
+  const uint8_t *codes; /* nsubq bytes per row */
+  const uint8_t *pairs; /* the pair table */
+  int32_t nsubq, lastdsub;
+} es__pq2rows;
+
 typedef struct es__kernels {
   es_simd_t level;
   /* h[0..n) += row i of the dense matrix at base (row stride n floats), for
@@ -46,6 +53,10 @@ typedef struct es__kernels {
    * nibble first, two's complement. */
   void (*add_rows_q)(float *h, const uint8_t *base, size_t stride, const uint8_t *scales,
                      const int32_t *rows, int count, int n, int bits);
+  /* As add_rows_pq for dsub 2, reading the pair table; NULL where the
+   * level has none (the model then builds no table). */
+  void (*add_rows_pq2)(float *h, const es__pq2rows *pq, const int32_t *rows, const float *norms,
+                       int count);
 } es__kernels;
 
 const es__kernels *es__kernels_scalar(void);
@@ -59,6 +70,14 @@ const es__kernels *es__kernels_get(es_simd_t want);
 /* The scalar int8/int4 kernel (NEON uses it too). */
 void es__add_rows_q_scalar(float *h, const uint8_t *base, size_t stride, const uint8_t *scales,
                            const int32_t *rows, int count, int n, int bits);
+
+/* The pair table of a dsub-2 quantizer, the layout the AVX2 PQ kernel
+ * reads: sub-quantizer j's 256 centroids as pairs of floats at byte
+ * 2048 * j, for j < nsubq rounded up to even; a last sub-vector of one
+ * float (lastdsub 1) becomes (c, 0), the padding sub-quantizer is zeros.
+ * Returns a 64-byte aligned copy (free() it; *bytes gets its size), or
+ * NULL when out of memory: dim KiB (+ 2 KiB when nsubq is odd). */
+uint8_t *es__pq_pairs_new(const uint8_t *centroids, int32_t nsubq, int32_t lastdsub, size_t *bytes);
 
 /* The scalar PQ kernel, also the fallback of the vector ones. */
 void es__add_rows_pq_scalar(float *h, const es__pqrows *pq, const int32_t *rows, const float *norms,

@@ -82,116 +82,155 @@ static void dot_rows_avx2(const uint8_t *base, int64_t nrows, int n, const float
   for (; r < nrows; r++) out[r] = es__dot_row(base + (size_t)r * s, x, n);
 }
 
-/* 8 floats of a dsub-2 row: the centroid pairs of sub-quantizers j..j+3,
- * as four 64-bit loads (faster than a gather on many x86 cores). The table
- * may be unaligned in the file, hence memcpy rather than double loads. */
-static inline __m256 pq2_chunk(const uint8_t *cent, const uint8_t *code, int32_t j) {
-  const uint8_t *b = cent + (size_t)j * 256 * 8;
-  uint64_t v0, v1, v2, v3;
-  memcpy(&v0, b + 8 * (size_t)code[j], 8);
-  memcpy(&v1, b + 2048 + 8 * (size_t)code[j + 1], 8);
-  memcpy(&v2, b + 4096 + 8 * (size_t)code[j + 2], 8);
-  memcpy(&v3, b + 6144 + 8 * (size_t)code[j + 3], 8);
-  return _mm256_castsi256_ps(
-      _mm256_set_epi64x((long long)v3, (long long)v2, (long long)v1, (long long)v0));
-}
+/* Product-quantized rows, dsub 2 (fastText's default; other dsub use the
+ * scalar kernel). The centroids come from the pair table (kernels.h):
+ * sub-quantizer j's 256 pairs of floats at byte 2048 * j, the row padded to
+ * an even number of pairs, so that every 8 floats of a row are four pair
+ * loads at fixed offsets whatever the dim. The row's floats go in chunks of
+ * 8 (four sub-quantizers) and a last half chunk of 4 when the pair count is
+ * not a multiple of 4. */
 
-/* The last (up to 8) floats of a dsub-2 row from sub-quantizer j on, zero
- * padded: up to three pairs and the last sub-vector (lastdsub wide). */
 static inline uint64_t ld64(const uint8_t *p) {
   uint64_t v;
   memcpy(&v, p, 8);
   return v;
 }
 
-static inline uint64_t pq2_pair(const es__pqrows *pq, const uint8_t *code, int32_t j) {
-  return ld64(pq->centroids + 8 * ((size_t)j * 256 + code[j]));
-}
-
-/* The last sub-vector (lastdsub is 1 or 2 when dsub is 2), zero extended. */
-static inline uint64_t pq2_last(const es__pqrows *pq, const uint8_t *code, int32_t j) {
-  const uint8_t *p = pq->centroids + 4 * ((size_t)j * 512 + (size_t)code[j] * pq->lastdsub);
-  if (pq->lastdsub == 2) return ld64(p);
-  uint32_t x;
-  memcpy(&x, p, 4);
-  return x;
-}
-
-static inline __m256 pq2_tail(const es__pqrows *pq, const uint8_t *code, int32_t j) {
-  /* Built in registers (scalars, not an array: an array would be stored and
-   * re-read as a vector, which store forwarding cannot serve). */
-  uint64_t x0, x1 = 0, x2 = 0, x3 = 0;
-  switch (pq->nsubq - 1 - j) {
-  case 0: x0 = pq2_last(pq, code, j); break;
-  case 1:
-    x0 = pq2_pair(pq, code, j);
-    x1 = pq2_last(pq, code, j + 1);
-    break;
-  case 2:
-    x0 = pq2_pair(pq, code, j);
-    x1 = pq2_pair(pq, code, j + 1);
-    x2 = pq2_last(pq, code, j + 2);
-    break;
-  default:
-    x0 = pq2_pair(pq, code, j);
-    x1 = pq2_pair(pq, code, j + 1);
-    x2 = pq2_pair(pq, code, j + 2);
-    x3 = pq2_last(pq, code, j + 3);
-    break;
-  }
+/* 8 floats of a row: the pairs of the four sub-quantizers whose tables
+ * start at b, b + 2048, b + 4096, b + 6144, for the code bytes in w
+ * (lowest first). Four 64-bit loads: faster than a gather on the x86 cores
+ * measured. */
+static inline __m256 pq2_chunk(const uint8_t *b, uint32_t w) {
+  uint64_t v0 = ld64(b + 8 * (size_t)(uint8_t)w),
+           v1 = ld64(b + 2048 + 8 * (size_t)(uint8_t)(w >> 8));
+  uint64_t v2 = ld64(b + 4096 + 8 * (size_t)(uint8_t)(w >> 16));
+  uint64_t v3 = ld64(b + 6144 + 8 * (size_t)(w >> 24));
   return _mm256_castsi256_ps(
-      _mm256_set_epi64x((long long)x3, (long long)x2, (long long)x1, (long long)x0));
+      _mm256_set_epi64x((long long)v3, (long long)v2, (long long)v1, (long long)v0));
 }
 
-/* Adds nf (<= 4) rows into h, chunk by chunk in registers; with `use_norm`
- * each decoded chunk is multiplied by its row's norm first (mul, then add, as
- * fastText's addcode). Inlined with constant nf/use_norm for the common case. */
-static inline __attribute__((always_inline)) void pq2_group(float *h, const es__pqrows *pq,
-                                                            const uint8_t *const *code,
-                                                            const __m256 *vn, int nf,
-                                                            int use_norm) {
-  const int32_t full = pq->nsubq - 1; /* the last sub-quantizer has its own layout */
-  int32_t j = 0;
-  for (; j + 4 <= full; j += 4) {
-    __m256 acc = _mm256_loadu_ps(h + 2 * j);
-    for (int f = 0; f < nf; f++) {
-      __m256 v = pq2_chunk(pq->centroids, code[f], j);
-      acc = _mm256_add_ps(acc, use_norm ? _mm256_mul_ps(v, vn[f]) : v);
-    }
-    _mm256_storeu_ps(h + 2 * j, acc);
-  }
-  int tailw = (full - j) * 2 + pq->lastdsub; /* 1..8 floats */
-  __m256i mask =
-      _mm256_cmpgt_epi32(_mm256_set1_epi32(tailw), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  __m256 acc = _mm256_maskload_ps(h + 2 * j, mask);
-  for (int f = 0; f < nf; f++) {
-    __m256 v = pq2_tail(pq, code[f], j);
-    acc = _mm256_add_ps(acc, use_norm ? _mm256_mul_ps(v, vn[f]) : v);
-  }
-  _mm256_maskstore_ps(h + 2 * j, mask, acc);
+/* 4 floats: the pairs of two sub-quantizers from b, code bytes in w. */
+static inline __m128 pq2_half(const uint8_t *b, uint32_t w) {
+  uint64_t v0 = ld64(b + 8 * (size_t)(uint8_t)w),
+           v1 = ld64(b + 2048 + 8 * (size_t)(uint8_t)(w >> 8));
+  return _mm_castsi128_ps(_mm_set_epi64x((long long)v1, (long long)v0));
 }
 
-/* dsub 2 (fastText's default): four rows at a time (see pq2_group). */
-static void add_rows_pq_avx2(float *h, const es__pqrows *pq, const int32_t *rows,
-                             const float *norms, int count) {
-  if (pq->dsub != 2) {
-    es__add_rows_pq_scalar(h, pq, rows, norms, count);
-    return;
-  }
-  for (int i = 0; i < count; i += 4) {
-    const uint8_t *code[4];
-    __m256 vn[4];
-    int nf = count - i < 4 ? count - i : 4;
-    for (int f = 0; f < nf; f++) {
-      code[f] = pq->codes + (size_t)rows[i + f] * pq->nsubq;
-      vn[f] = _mm256_set1_ps(norms ? norms[i + f] : 1.0f);
+/* Copies code bytes [j0, j0 + w) of each row (w <= 32) to cb, 32 bytes a
+ * row, reading nothing outside them; byte w is set to 0 (the padding
+ * sub-quantizer's code when nsubq is odd). A pass of its own, so that no
+ * load in the summing loop waits on a load of rows[]. */
+static inline void pq2_copy_codes(uint8_t *cb, const es__pq2rows *pq, const int32_t *rows,
+                                  int count, int32_t j0, int w) {
+  for (int i = 0; i < count; i++) {
+    const uint8_t *c = pq->codes + (size_t)rows[i] * pq->nsubq + j0;
+    uint8_t *d = cb + 32 * i;
+    d[w] = 0;
+    if (w >= 16) { /* two overlapping 16-byte copies */
+      __m128i x = _mm_loadu_si128((const __m128i *)c);
+      __m128i y = _mm_loadu_si128((const __m128i *)(c + w - 16));
+      _mm_storeu_si128((__m128i *)(d + w - 16), y);
+      _mm_storeu_si128((__m128i *)d, x);
+    } else if (w >= 8) {
+      uint64_t x = ld64(c), y = ld64(c + w - 8);
+      memcpy(d + w - 8, &y, 8);
+      memcpy(d, &x, 8);
+    } else {
+      for (int t = 0; t < w; t++) d[t] = c[t];
     }
-    if (nf == 4 && norms)
-      pq2_group(h, pq, code, vn, 4, 1);
-    else if (nf == 4)
-      pq2_group(h, pq, code, vn, 4, 0);
-    else
-      pq2_group(h, pq, code, vn, nf, norms != NULL);
+  }
+}
+
+/* h[0..w) (fewer than 8 or 4 floats) through a zero-padded copy. */
+static inline __m256 load_part8(const float *h, int w) {
+  float t[8] = {0};
+  memcpy(t, h, (size_t)w * 4);
+  return _mm256_loadu_ps(t);
+}
+static inline void store_part8(float *h, __m256 v, int w) {
+  float t[8];
+  _mm256_storeu_ps(t, v);
+  memcpy(h, t, (size_t)w * 4);
+}
+
+/* One column block of count <= 32 rows: the nc (<= 8) chunks from chunk
+ * c0 on, then the half chunk when `half` (nc <= 7 then). h[0..dim) is the
+ * hidden vector. Each chunk of h stays in a register across the rows: a row
+ * costs its code and centroid loads and, per chunk, one multiply (by its
+ * norm with `use_norm`, as fastText's addcode) and one add; h is loaded and
+ * stored once per block. Rows are added in order, so every element keeps
+ * fastText's sequence of operations. */
+static inline __attribute__((always_inline)) void
+pq2_block(float *h, int dim, const es__pq2rows *pq, const int32_t *rows, const float *norms,
+          int count, int c0, int nc, int half, int use_norm) {
+  uint8_t cb[32 * 32 + 8];
+  int32_t j0 = 4 * c0, jend = j0 + 4 * nc + 2 * half;
+  pq2_copy_codes(cb, pq, rows, count, j0, (jend < pq->nsubq ? jend : pq->nsubq) - j0);
+  const uint8_t *cent = pq->pairs + (size_t)j0 * 2048;
+  float *hb = h + 8 * c0;
+  int w = dim - 8 * c0; /* floats of h from hb on */
+  __m256 z = _mm256_setzero_ps();
+  __m256 a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z;
+  __m128 ah = _mm_setzero_ps();
+#define PQ2_LOAD(k, a)                                                                             \
+  if (nc > k) a = 8 * k + 8 <= w ? _mm256_loadu_ps(hb + 8 * k) : load_part8(hb + 8 * k, w - 8 * k);
+  PQ2_LOAD(0, a0) PQ2_LOAD(1, a1) PQ2_LOAD(2, a2) PQ2_LOAD(3, a3);
+  PQ2_LOAD(4, a4) PQ2_LOAD(5, a5) PQ2_LOAD(6, a6) PQ2_LOAD(7, a7);
+#undef PQ2_LOAD
+  int hw = w - 8 * nc < 4 ? w - 8 * nc : 4; /* the half chunk's floats in h */
+  if (half) ah = _mm256_castps256_ps128(load_part8(hb + 8 * nc, hw));
+  for (int i = 0; i < count; i++) {
+    const uint8_t *code = cb + 32 * i;
+    __m256 vn = use_norm ? _mm256_set1_ps(norms[i]) : z;
+    /* code bytes 8 at a time: chunks k and k + 1 */
+#define PQ2_STEP(k, a, word)                                                                       \
+  if (nc > (k)) {                                                                                  \
+    __m256 v = pq2_chunk(cent + 8192 * (k), (uint32_t)(word));                                     \
+    a = _mm256_add_ps(a, use_norm ? _mm256_mul_ps(v, vn) : v);                                     \
+  }
+#define PQ2_STEP2(k, a, b)                                                                         \
+  if (nc > (k)) {                                                                                  \
+    uint64_t cw = ld64(code + 4 * (k));                                                            \
+    PQ2_STEP(k, a, cw) PQ2_STEP(k + 1, b, cw >> 32)                                                \
+  }
+    PQ2_STEP2(0, a0, a1) PQ2_STEP2(2, a2, a3) PQ2_STEP2(4, a4, a5) PQ2_STEP2(6, a6, a7);
+#undef PQ2_STEP2
+#undef PQ2_STEP
+    if (half) {
+      uint32_t cw;
+      memcpy(&cw, code + 4 * nc, 4);
+      __m128 v = pq2_half(cent + 8192 * (size_t)nc, cw);
+      ah = _mm_add_ps(ah, use_norm ? _mm_mul_ps(v, _mm256_castps256_ps128(vn)) : v);
+    }
+  }
+#define PQ2_STORE(k, a)                                                                            \
+  if (nc > k) {                                                                                    \
+    if (8 * k + 8 <= w)                                                                            \
+      _mm256_storeu_ps(hb + 8 * k, a);                                                             \
+    else                                                                                           \
+      store_part8(hb + 8 * k, a, w - 8 * k);                                                       \
+  }
+  PQ2_STORE(0, a0) PQ2_STORE(1, a1) PQ2_STORE(2, a2) PQ2_STORE(3, a3);
+  PQ2_STORE(4, a4) PQ2_STORE(5, a5) PQ2_STORE(6, a6) PQ2_STORE(7, a7);
+#undef PQ2_STORE
+  if (half) store_part8(hb + 8 * nc, _mm256_castps128_ps256(ah), hw);
+}
+
+/* Batches of up to 32 rows, each in column blocks of up to 64 floats
+ * (pq2_block). */
+static void add_rows_pq2_avx2(float *h, const es__pq2rows *pq, const int32_t *rows,
+                              const float *norms, int count) {
+  int dim = 2 * (pq->nsubq - 1) + pq->lastdsub, npairs = (pq->nsubq + 1) & ~1;
+  int nchunks = npairs / 4, half = npairs % 4 != 0;
+  for (int i0 = 0; i0 < count; i0 += 32) {
+    int n = count - i0 < 32 ? count - i0 : 32;
+    for (int c0 = 0; c0 < nchunks + half; c0 += 8) {
+      int nc = nchunks - c0 < 8 ? nchunks - c0 : 8, hf = half && nchunks - c0 < 8;
+      if (norms)
+        pq2_block(h, dim, pq, rows + i0, norms + i0, n, c0, nc, hf, 1);
+      else
+        pq2_block(h, dim, pq, rows + i0, NULL, n, c0, nc, hf, 0);
+    }
   }
 }
 
@@ -266,7 +305,7 @@ static void add_rows_q_avx2(float *h, const uint8_t *base, size_t stride, const 
   }
 }
 
-static const es__kernels avx2 = {ES_SIMD_AVX2, add_rows_avx2, dot_rows_avx2, add_rows_pq_avx2,
-                                 add_rows_q_avx2};
+static const es__kernels avx2 = {ES_SIMD_AVX2,           add_rows_avx2,   dot_rows_avx2,
+                                 es__add_rows_pq_scalar, add_rows_q_avx2, add_rows_pq2_avx2};
 
 const es__kernels *es__kernels_avx2(void) { return &avx2; }

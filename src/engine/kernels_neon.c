@@ -101,7 +101,7 @@ static void add_rows_q_neon(float *h, const uint8_t *base, size_t stride, const 
   }
 }
 
-static const es__kernels neon = {ES_SIMD_NEON, add_rows_neon, dot_rows_neon, es__add_rows_pq_scalar,
-                                 add_rows_q_neon};
+static const es__kernels neon = {ES_SIMD_NEON,           add_rows_neon,   dot_rows_neon,
+                                 es__add_rows_pq_scalar, add_rows_q_neon, NULL};
 
 const es__kernels *es__kernels_neon(void) { return &neon; }

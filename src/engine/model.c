@@ -158,6 +158,10 @@ static int load_prune(es__reader *r, es_model_t *m) {
     return es__reader_fail(r, ES_EFORMAT, start,
                            "pruned index at byte %zu, but the model has no buckets", start);
   size_t n = (size_t)d->pruneidx_size, nwords64 = ((size_t)bucket + 63) / 64;
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  d->hw_popcnt = __builtin_cpu_supports("popcnt");
+#endif
   /* The bitmap costs 12 bytes per 64 buckets whatever is kept; when that is
    * more than 16 bytes per kept bucket (few kept of many, or a hostile
    * bucket count), the sorted list of kept buckets is used instead. */
@@ -460,6 +464,17 @@ static int check_prune_targets(es__reader *r, es_model_t *m) {
 static int finish(es__reader *r, es_model_t *m) {
   if (m->args.loss == ES_LOSS_HS && build_tree(m))
     return es__reader_fail(r, ES_ENOMEM, r->pos, "out of memory building the label tree");
+  /* Vector PQ kernels read dsub-2 centroids from a padded, aligned copy:
+   * dim KiB (+ 2 KiB) private, the size of the file's table. */
+  const es__matrix *in = &m->in;
+  if (in->scheme == ES__MAT_PQ && in->pq.dsub == 2 && m->k->add_rows_pq2) {
+    size_t bytes;
+    m->in.pairs = es__pq_pairs_new(in->pq.centroids, in->pq.nsubq, in->pq.lastdsub, &bytes);
+    if (!m->in.pairs) return es__reader_fail(r, ES_ENOMEM, r->pos, "out of memory");
+    m->private_bytes += bytes;
+  }
+  if (es__word_rows_build(m, ES__WORD_ROWS_BUDGET))
+    return es__reader_fail(r, ES_ENOMEM, r->pos, "out of memory");
   /* fastText's sigmoid table (Loss::Loss): float x, expf, double division. */
   for (int i = 0; i < 513; i++) {
     float x = (float)(i * 2 * 8) / 512 - 8;
@@ -806,6 +821,9 @@ void es_model_close(es_model_t *m) {
   if (!m) return;
   if (m->owns_map) munmap((void *)m->map, m->map_len);
   dict_free(&m->dict);
+  free(m->in.pairs);
+  free(m->wrows);
+  free(m->wrow_at);
   free(m->tree_left);
   free(m->tree_right);
   free(m);

@@ -4,9 +4,11 @@
  * The path of one line:
  *   1. es_line_feed() splits bytes into tokens (fastText's separators) and
  *      turns each token into features as it ends (process_token): a known
- *      word's row and its char n-gram buckets, an unknown word's n-gram
- *      buckets, a known label into the line's labels. The line text is never
- *      stored; only word hashes are kept, for word n-grams.
+ *      word's row and its char n-gram buckets (for the most frequent words
+ *      precomputed at load, as fastText's getSubwords: es__word_rows_build),
+ *      an unknown word's n-gram buckets, a known label into the line's
+ *      labels. The line text is never stored; only word hashes are kept,
+ *      for word n-grams.
  *   2. Features are buffered a few at a time and summed into the hidden
  *      vector in order (flush), so rows can be prefetched ahead.
  *   3. es_line_end() adds the word n-gram features after all unigrams, as
@@ -237,19 +239,26 @@ static void flush(es_scratch_t *s) {
     m->k->add_rows(s->acc, m->in.data, s->feats, n, s->dim);
   } else {
     const es__matrix *mx = &m->in;
-    es__pqrows pq = {mx->codes, mx->pq.centroids, mx->pq.nsubq, mx->pq.dsub, mx->pq.lastdsub};
     float norms[FEAT_BATCH];
     if (mx->qnorm) /* the norm quantizer is 1-d: centroid c is float c */
       for (int i = 0; i < n; i++)
         norms[i] = es__ld_f32(mx->npq.centroids + 4 * (size_t)mx->norm_codes[s->feats[i]]);
-    m->k->add_rows_pq(s->acc, &pq, s->feats, mx->qnorm ? norms : NULL, n);
+    if (mx->pairs) {
+      es__pq2rows pq = {mx->codes, mx->pairs, mx->pq.nsubq, mx->pq.lastdsub};
+      m->k->add_rows_pq2(s->acc, &pq, s->feats, mx->qnorm ? norms : NULL, n);
+    } else {
+      es__pqrows pq = {mx->codes, mx->pq.centroids, mx->pq.nsubq, mx->pq.dsub, mx->pq.lastdsub};
+      m->k->add_rows_pq(s->acc, &pq, s->feats, mx->qnorm ? norms : NULL, n);
+    }
   }
   s->nfeat_total += n;
   s->nfeats = 0;
 }
 
 /* Queues a feature row and starts fetching it: by the time flush() sums
- * the batch, the row is usually in cache. */
+ * the batch, the row is usually in cache. Not PQ rows: their codes are
+ * fetched by the kernel's first pass over the batch, which measured faster
+ * than a prefetch here, whose address waits on the pruned index. */
 static inline void push_row(es_scratch_t *s, int32_t row) {
   const es__matrix *in = &s->m->in;
   if (s->collect) {
@@ -261,8 +270,6 @@ static inline void push_row(es_scratch_t *s, int32_t row) {
   } else if (!in->quant) {
     const uint8_t *p = in->data + (size_t)row * (size_t)s->dim * 4;
     for (int o = 0; o < s->dim * 4; o += 64) __builtin_prefetch(p + o);
-  } else {
-    __builtin_prefetch(in->codes + (size_t)row * in->pq.nsubq);
   }
   s->feats[s->nfeats++] = row;
   if (s->nfeats == FEAT_BATCH) flush(s);
@@ -337,7 +344,9 @@ static int process_token(es_scratch_t *s, const uint8_t *t, size_t len) {
   int is_label =
       wid >= 0 ? wid >= d->nwords : len >= m->label_len && memcmp(t, m->label, m->label_len) == 0;
   if (!is_label) {
-    if (wid >= 0) {
+    if (wid >= 0 && wid < m->nwrows) {
+      for (uint32_t i = m->wrow_at[wid]; i < m->wrow_at[wid + 1]; i++) push_row(s, m->wrows[i]);
+    } else if (wid >= 0) {
       push_row(s, wid);
       if (m->args.maxn > 0 && !is_eos) {
         s->tok[s->toklen] = '>';
@@ -359,6 +368,57 @@ static int process_token(es_scratch_t *s, const uint8_t *t, size_t len) {
     if (s->nlab < s->labcap) s->labels[s->nlab++] = wid - d->nwords;
   }
   return is_eos;
+}
+
+/* Appends v to the growing array *a (*n used, *cap allocated). */
+static int append_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v) {
+  if (*n == *cap) {
+    size_t c = *cap ? *cap * 2 : 256;
+    uint32_t *na = realloc(*a, c * sizeof *na);
+    if (!na) return ES_ENOMEM;
+    *a = na;
+    *cap = c;
+  }
+  (*a)[(*n)++] = v;
+  return 0;
+}
+
+int es__word_rows_build(es_model_t *m, uint64_t budget) {
+  const es__dict *d = &m->dict;
+  es_scratch_t *s = es__scratch_collect_new(m);
+  uint32_t *rows = NULL, *at = NULL;
+  size_t nrows = 0, rcap = 0, nat = 0, acap = 0;
+  int rc = s ? append_u32(&at, &nat, &acap, 0) : ES_ENOMEM;
+  /* Words are in decreasing frequency: the budget goes to the first ones. */
+  for (int32_t w = 0; !rc && w < d->nwords; w++) {
+    const char *t = es__dict_str(d, w);
+    size_t len = strlen(t);
+    es_line_begin(s);
+    push_row(s, w); /* as process_token does for a known word */
+    if (m->args.maxn > 0 && w != d->eos) {
+      memcpy(s->tok + 1, t, len); /* tok holds "<" + word; tokcap > max_len + 1 */
+      s->tok[len + 1] = '>';
+      char_ngrams(s, s->tok, len + 2, 0, 1, 1);
+    }
+    flush(s);
+    if (s->col_oom) rc = ES_ENOMEM;
+    if (rc || (nrows + (size_t)s->ncol + nat + 1) * 4 > budget) break;
+    for (int64_t i = 0; !rc && i < s->ncol; i++)
+      rc = append_u32(&rows, &nrows, &rcap, (uint32_t)s->col[i]);
+    if (!rc) rc = append_u32(&at, &nat, &acap, (uint32_t)nrows);
+  }
+  es_scratch_free(s);
+  if (rc || nat < 2) {
+    free(rows);
+    free(at);
+    return rc;
+  }
+  uint32_t *r2 = realloc(rows, nrows * sizeof *rows), *a2 = realloc(at, nat * sizeof *at);
+  m->wrows = (int32_t *)(r2 ? r2 : rows);
+  m->wrow_at = a2 ? a2 : at;
+  m->nwrows = (int32_t)nat - 1;
+  m->private_bytes += (uint64_t)(nrows + nat) * 4;
+  return 0;
 }
 
 /* ---- word n-grams ------------------------------------------------------ */

@@ -73,11 +73,15 @@ static void dot_rows_is_the_sequential_sum_per_row(void **state) {
   }
 }
 
+/* The vector PQ kernels against the scalar one, bit for bit: add_rows_pq
+ * for every dsub, and add_rows_pq2 (dsub 2, through the pair table) where
+ * the level has it; dims with odd and even sub-quantizer counts, batches
+ * shorter and longer than the 32 rows predict.c sums at once. */
 static void pq_rows_match_scalar_for_every_dsub(void **state) {
   (void)state;
   const es__kernels *v = vector_kernels(), *sc = es__kernels_scalar();
   if (!v) skip();
-  for (int dim = 3; dim <= 53; dim += 10) {
+  for (int dim = 3; dim <= 133; dim += 10) {
     for (int dsub = 1; dsub <= 4; dsub++) {
       int nsubq = (dim + dsub - 1) / dsub, lastdsub = dim % dsub ? dim % dsub : dsub;
       int rows = 40;
@@ -88,16 +92,27 @@ static void pq_rows_match_scalar_for_every_dsub(void **state) {
       }
       for (int i = 0; i < rows * nsubq; i++) codes[i] = (uint8_t)(frand() * 1000);
       es__pqrows pq = {codes, cent + 1, nsubq, dsub, lastdsub};
-      int32_t ids[11];
-      float norms[11];
-      for (int i = 0; i < 11; i++) ids[i] = (i * 13) % rows, norms[i] = frand() + 1.5f;
-      for (int withnorm = 0; withnorm < 2; withnorm++) {
-        float a[64], b[64];
-        for (int j = 0; j < dim; j++) a[j] = b[j] = frand();
-        sc->add_rows_pq(a, &pq, ids, withnorm ? norms : NULL, 11);
-        v->add_rows_pq(b, &pq, ids, withnorm ? norms : NULL, 11);
-        assert_memory_equal(a, b, (size_t)dim * 4);
+      size_t bytes = 0;
+      uint8_t *pairs =
+          dsub == 2 && v->add_rows_pq2 ? es__pq_pairs_new(cent + 1, nsubq, lastdsub, &bytes) : NULL;
+      es__pq2rows pq2 = {codes, pairs, nsubq, lastdsub};
+      int32_t ids[37];
+      float norms[37];
+      for (int i = 0; i < 37; i++) ids[i] = (i * 13) % rows, norms[i] = frand() + 1.5f;
+      for (int count = 11; count <= 37; count += 26) {
+        for (int withnorm = 0; withnorm < 2; withnorm++) {
+          float a[140], b[140], c[140];
+          for (int j = 0; j < dim; j++) a[j] = b[j] = c[j] = frand();
+          sc->add_rows_pq(a, &pq, ids, withnorm ? norms : NULL, count);
+          v->add_rows_pq(b, &pq, ids, withnorm ? norms : NULL, count);
+          assert_memory_equal(a, b, (size_t)dim * 4);
+          if (pairs) {
+            v->add_rows_pq2(c, &pq2, ids, withnorm ? norms : NULL, count);
+            assert_memory_equal(a, c, (size_t)dim * 4);
+          }
+        }
       }
+      free(pairs);
       free(cent);
       free(codes);
     }
