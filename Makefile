@@ -65,7 +65,7 @@ test: build asan
 # layout needs on kernels with large mmap_rnd_bits.
 tsan: build
 	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DES_WERROR=ON -DES_TSAN=ON >/dev/null
-	@cmake --build $(TSAN_BUILD) -j$(JOBS) --target $(TSAN_TESTS) edgeserve-cli
+	@cmake --build $(TSAN_BUILD) -j$(JOBS) --target $(TSAN_TESTS) edgeserve-cli edgeserve-serve
 	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  setarch $$(uname -m) -R ctest --output-on-failure -j$(JOBS) \
 	  -R '^($(shell echo $(TSAN_TESTS) | tr ' ' '|'))$$'

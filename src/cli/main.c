@@ -1,11 +1,45 @@
 /*
  * main.c - the edgeserve command-line program: dispatch to src/cli/cmd_*.c.
- * The prediction commands are drop-in replacements for fastText's.
+ * The prediction commands are drop-in replacements for fastText's. `serve`
+ * runs the edgeserve-serve program that sits beside this one
+ * (serve_main.c), in this process (execv: same pid, signals and exit
+ * status), so that the other commands never load the server's libraries.
  */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+
+/* Replaces this process with edgeserve-serve from this program's folder,
+ * with the arguments after "serve". Returns only on failure. */
+static int exec_serve(int argc, char **argv) {
+  char self[PATH_MAX], prog[PATH_MAX + 32];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    fprintf(stderr, "edgeserve: serve: cannot find this program's folder: %s\n", strerror(errno));
+    return 1;
+  }
+  self[n] = '\0';
+  char *slash = strrchr(self, '/');
+  if (slash) *slash = '\0';
+  snprintf(prog, sizeof prog, "%s/edgeserve-serve", slash ? self : ".");
+  char **args = calloc((size_t)argc + 1, sizeof *args);
+  if (!args) return 1;
+  args[0] = prog;
+  for (int i = 1; i < argc; i++) args[i] = argv[i];
+  execv(prog, args);
+  fprintf(stderr,
+          "edgeserve: serve: cannot run %s: %s (it is built with the server: libmicrohttpd, "
+          "SQLite and zlib; scripts/deps.sh installs them, then make)\n",
+          prog, strerror(errno));
+  free(args);
+  return 1;
+}
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -45,9 +79,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "convert")) return es_cmd_convert(argc - 1, argv + 1);
   if (!strcmp(cmd, "hardware")) return es_cmd_hardware(argc - 1, argv + 1);
   if (!strcmp(cmd, "config")) return es_cmd_config(argc - 1, argv + 1);
-#ifdef ES_HAVE_SERVER
-  if (!strcmp(cmd, "serve")) return es_cmd_serve(argc - 1, argv + 1);
-#endif
+  if (!strcmp(cmd, "serve")) return exec_serve(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     usage(stdout);
     return 0;
