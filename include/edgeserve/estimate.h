@@ -60,7 +60,8 @@ typedef struct es_model_estimate {
 int es_estimate_model_info(const es_model_info_t *info, int nthreads, int batch,
                            es_model_estimate_t *out);
 
-/* Opens the model at `path` (a memory map: cheap, reads no matrix), fills
+/* Opens the model at `path` as the server's backend does (a memory map:
+ * cheap, reads no matrix; with ES_MODEL_WORD_ROWS_BYTES of word rows), fills
  * *out as es_estimate_model_info() does, and closes it. Returns 0, or the
  * negative ES_E* code of es_model_open() (ES_EIO, ES_EFORMAT, ...) or
  * ES_EINVAL, with *err filled when not NULL; *out is zeroed on failure. */

@@ -143,6 +143,7 @@ static int ft_load(const char *path, const es_backend_opts_t *o, void **inst, es
   }
   es_model_params_t mp = es_model_default_params();
   mp.populate = o->populate;
+  mp.word_rows_bytes = ES_MODEL_WORD_ROWS_BYTES; /* a server: 256 KiB for 3-10% per request */
   if (err) err->msg[0] = 0;
   int rc = es_model_open(&f->m, path, &mp, err);
   if (rc) {

@@ -8,16 +8,18 @@
 #include <string.h>
 #include <unistd.h>
 
-es_model_t *cli_open_model(const char *path) {
+es_model_t *cli_open_model_with(const char *path, const es_model_params_t *params) {
   es_model_t *m;
   es_error_t err = {0};
-  int rc = es_model_open(&m, path, NULL, &err);
+  int rc = es_model_open(&m, path, params, &err);
   if (rc) {
     fprintf(stderr, "edgeserve: %s\n", err.msg[0] ? err.msg : es_strerror(rc));
     return NULL;
   }
   return m;
 }
+
+es_model_t *cli_open_model(const char *path) { return cli_open_model_with(path, NULL); }
 
 int cli_parse_int(const char *s, const char *what, int32_t *out) {
   char *end;

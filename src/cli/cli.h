@@ -24,6 +24,8 @@ int es_cmd_serve(int argc, char **argv);    /* cmd_serve.c */
 
 /* Opens a model, printing "edgeserve: <reason>" to stderr on failure. */
 es_model_t *cli_open_model(const char *path);
+/* The same with load parameters (NULL: the defaults). */
+es_model_t *cli_open_model_with(const char *path, const es_model_params_t *params);
 
 /* Parses an int / float argument; prints an error naming `what` and returns
  * -1 on malformed input. */

@@ -26,7 +26,9 @@ int es_cmd_info(int argc, char **argv) {
     fprintf(stderr, "usage: edgeserve info MODEL\n");
     return 2;
   }
-  es_model_t *m = cli_open_model(argv[1]);
+  es_model_params_t mp = es_model_default_params();
+  mp.word_rows_bytes = ES_MODEL_WORD_ROWS_BYTES; /* the figures of serving it */
+  es_model_t *m = cli_open_model_with(argv[1], &mp);
   if (!m) return 1;
   es_model_info_t i;
   es_model_info(m, &i);
@@ -67,7 +69,7 @@ int es_cmd_info(int argc, char **argv) {
   human(c, sizeof c, (double)i.scratch_bytes);
   human(d, sizeof d, (double)(i.private_bytes + 4 * i.scratch_bytes));
   printf("file         %s (mapped read-only: shared page cache, reclaimable)\n", a);
-  printf("private      %s (dictionary table, tables built at load%s)\n", b,
+  printf("private      %s (served: dictionary table, frequent words' rows%s)\n", b,
          i.args.loss == ES_LOSS_HS ? ", label tree" : "");
   printf("scratch      %s per predicting thread\n", c);
   printf("serving      %s private with 4 threads + up to %s of page cache for the pages "

@@ -32,7 +32,7 @@
 #define MAX_MAXN   1024
 
 es_model_params_t es_model_default_params(void) {
-  es_model_params_t p = {ES_SIMD_AUTO, 0};
+  es_model_params_t p = {ES_SIMD_AUTO, 0, 0};
   return p;
 }
 
@@ -473,7 +473,7 @@ static int finish(es__reader *r, es_model_t *m) {
     if (!m->in.pairs) return es__reader_fail(r, ES_ENOMEM, r->pos, "out of memory");
     m->private_bytes += bytes;
   }
-  if (es__word_rows_build(m, ES__WORD_ROWS_BUDGET))
+  if (m->word_rows_bytes && es__word_rows_build(m, m->word_rows_bytes))
     return es__reader_fail(r, ES_ENOMEM, r->pos, "out of memory");
   /* fastText's sigmoid table (Loss::Loss): float x, expf, double division. */
   for (int i = 0; i < 513; i++) {
@@ -695,6 +695,7 @@ static int open_common(es_model_t **out, es_model_t *m, const es_model_params_t 
     m->label_len = 9;
   }
   m->k = es__kernels_get(p.simd);
+  m->word_rows_bytes = p.word_rows_bytes;
   if (!m->k) {
     if (err) {
       err->code = ES_EUNSUPPORTED;

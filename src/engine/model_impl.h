@@ -112,7 +112,8 @@ struct es_model {
   int32_t *wrows;
   uint32_t *wrow_at; /* word w's rows: wrows[wrow_at[w] .. wrow_at[w + 1]) */
   int32_t nwrows;
-  char label[64]; /* label prefix for unknown tokens ("__label__") */
+  uint32_t word_rows_bytes; /* es_model_params_t's: the budget of wrows */
+  char label[64];           /* label prefix for unknown tokens ("__label__") */
   size_t label_len;
 };
 
@@ -228,9 +229,6 @@ void es__huffman(int64_t *count, int32_t n, int32_t *left, int32_t *right);
  * word then costs no hashing and no pruned-index lookups. Needs the
  * dictionary and args. Returns 0 (m->wrows set, or none fit) or ES_ENOMEM
  * with nothing kept (predict.c). */
-#ifndef ES__WORD_ROWS_BUDGET
-#define ES__WORD_ROWS_BUDGET (256 * 1024)
-#endif
 int es__word_rows_build(es_model_t *m, uint64_t budget);
 
 /* Bytes one es_scratch_t for this model takes (predict.c). */

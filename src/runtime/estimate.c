@@ -82,7 +82,9 @@ int es_estimate_model_file(const char *path, int nthreads, int batch, es_model_e
     return es__fail(err, ES_EINVAL, -1, "nthreads (%d) and batch (%d) must be at least 1", nthreads,
                     batch);
   es_model_t *m;
-  int rc = es_model_open(&m, path, NULL, err);
+  es_model_params_t mp = es_model_default_params();
+  mp.word_rows_bytes = ES_MODEL_WORD_ROWS_BYTES; /* as the server's backend loads it */
+  int rc = es_model_open(&m, path, &mp, err);
   if (rc) return rc;
   es_model_info_t info;
   es_model_info(m, &info);

@@ -228,10 +228,17 @@ static void model_file_estimate_uses_the_models_own_figures(void **state) {
   uint8_t *buf = ft_write(&spec, &len);
   char *path = ft_tmpfile(buf, len);
   es_model_t *m;
-  assert_int_equal(es_model_open_mem(&m, buf, len, NULL, NULL), 0);
+  es_model_params_t mp = es_model_default_params(); /* as the server loads it */
+  mp.word_rows_bytes = ES_MODEL_WORD_ROWS_BYTES;
+  assert_int_equal(es_model_open_mem(&m, buf, len, &mp, NULL), 0);
   es_model_info_t info;
   es_model_info(m, &info);
   es_model_close(m);
+  assert_int_equal(es_model_open_mem(&m, buf, len, NULL, NULL), 0);
+  es_model_info_t plain;
+  es_model_info(m, &plain);
+  es_model_close(m);
+  assert_true(info.private_bytes > plain.private_bytes); /* the word rows */
   es_model_estimate_t e;
   assert_int_equal(es_estimate_model_file(path, 2, 3, &e, NULL), 0);
   assert_int_equal(e.mapped_bytes, len);
