@@ -9,7 +9,10 @@
 #include <unistd.h>
 
 #define BLOCK             (8 * 1024) /* bytes of input per block */
-#define BLOCKS_PER_THREAD 4          /* blocks cut per round, per thread */
+/* Blocks cut per round, per thread. Each costs 16 KiB (input and output);
+ * 2 measured within 2% of 4 on two threads and keeps the .ftz benchmark's
+ * private memory under 5% of fastText's (bench/results/predict-*.md). */
+#define BLOCKS_PER_THREAD 2
 
 void cli_buf_put(cli_buf *b, const void *s, size_t n) {
   if (b->len + n > b->cap) {
