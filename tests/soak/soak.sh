@@ -78,9 +78,12 @@ INI
 # ---- the server ------------------------------------------------------------------------------
 # memory.cache_budget=8M: the response cache fills in seconds and then stays at its bound
 # (the default on a big machine is GiBs, held for cache.ttl: its size would follow the
-# request rate and hide a leak under its swings). docs/server/soak.md has the reasoning.
+# request rate and hide a leak under its swings). cache.entries=1000000: the bytes are that
+# bound, not the count (the default 1024 entries, a bound since session 5, is reached and
+# left again as entries expire, which moved RssAnon by 300-600 KiB between samples).
+# docs/server/soak.md has the reasoning.
 "$ES" serve --models "$WORK/repo" --data "$WORK/data" --port 0 --ready-file "$WORK/url" \
-  --set server.max_body=$MAX_BODY --set memory.cache_budget=8M \
+  --set server.max_body=$MAX_BODY --set memory.cache_budget=8M --set cache.entries=1000000 \
   >"$WORK/server.log" 2>&1 </dev/null &
 SERVER_PID=$!
 for _ in $(seq 150); do
