@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BLOCK             (8 * 1024) /* bytes of input per block */
+#define BLOCK (8 * 1024) /* bytes of input per block */
 /* Blocks cut per round, per thread. Each costs 16 KiB (input and output);
  * 2 measured within 2% of 4 on two threads and keeps the .ftz benchmark's
  * private memory under 5% of fastText's (bench/results/predict-*.md). */
